@@ -1,0 +1,29 @@
+# The two commands a newcomer needs: `make demo` (the main job) and `make test`.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+PIP := $(PYTHON) -m pip
+# Without a GPU, install PyTorch's CPU build first (pinned: it lies on these machines' disk, see README);
+# with one, pip takes the CUDA build that the project's requirements resolve to.
+CPU_TORCH ?= torch==2.13.0
+
+.PHONY: demo test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	command -v nvidia-smi >/dev/null 2>&1 || $(PIP) install --quiet "$(CPU_TORCH)"
+	$(PIP) install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PYTHON) scripts/demo_reconstruction.py --output_dir outputs/demo
+
+lint: $(VENV)/.installed
+	$(PYTHON) -m ruff check src tests scripts bench
+	$(PYTHON) -m ruff format --check src tests scripts bench
+
+test: lint
+	$(PYTHON) -m pytest -q
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

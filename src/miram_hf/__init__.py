@@ -1,0 +1,33 @@
+"""miram_hf: self-supervised mammography models (MIRAM and the methods it is compared with) for transformers."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForPreTraining
+
+from .modeling.miram import (
+    MiramConfig,
+    MiramForImageClassification,
+    MiramForPreTraining,
+    MiramModel,
+    MiramPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+# The library route: with the package imported, the Auto classes resolve "miram" to these classes.
+AutoConfig.register(MiramConfig.model_type, MiramConfig, exist_ok=True)
+for auto_class, model_class in (
+    (AutoModel, MiramModel),
+    (AutoModelForPreTraining, MiramForPreTraining),
+    (AutoModelForImageClassification, MiramForImageClassification),
+):
+    auto_class.register(MiramConfig, model_class, exist_ok=True)
+    # The remote-code route: save_pretrained copies the modeling files next to the weights.
+    model_class.register_for_auto_class(auto_class.__name__)
+MiramConfig.register_for_auto_class()
+
+__all__ = [
+    "MiramConfig",
+    "MiramForImageClassification",
+    "MiramForPreTraining",
+    "MiramModel",
+    "MiramPreTrainedModel",
+]

@@ -81,6 +81,4 @@ def _display_range(image: torch.Tensor) -> tuple[float, float]:
 
 
 def _gray_with_masked_patches() -> matplotlib.colors.Colormap:
-    colormap = plt.get_cmap("gray").copy()
-    colormap.set_bad("#3b5b92")
-    return colormap
+    return plt.get_cmap("gray").with_extremes(bad="#3b5b92")

@@ -1,0 +1,83 @@
+"""A saved MIRAM folder must load for someone who has only transformers (trust_remote_code=True)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+from conftest import tiny_miram_config
+from safetensors.torch import save_file
+
+from miram_hf import MiramForPreTraining
+
+CHILD = textwrap.dedent(
+    """
+    import importlib.abc
+    import sys
+
+
+    class NoMiramHf(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] == "miram_hf":
+                raise ImportError(f"{name} is not installed here")
+
+
+    sys.meta_path.insert(0, NoMiramHf())
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForPreTraining
+
+    folder, expected_file = sys.argv[1], sys.argv[2]
+    expected = load_file(expected_file)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    assert config.__class__.__module__.startswith("transformers_modules"), config.__class__.__module__
+
+    pretraining = AutoModelForPreTraining.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(pretraining).__name__ == "MiramForPreTraining"
+    assert type(pretraining).__module__.startswith("transformers_modules")
+    with torch.no_grad():
+        targets = [expected["target_1"], expected["target_2"]]
+        outputs = pretraining(expected["pixel_values"], target_pixel_values=targets, noise=expected["noise"])
+    torch.testing.assert_close(outputs.loss, expected["loss"])
+
+    encoder = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(encoder).__name__ == "MiramModel"
+    with torch.no_grad():
+        features = encoder(expected["pixel_values"], noise=expected["noise"]).last_hidden_state
+    torch.testing.assert_close(features, expected["features"])
+
+    classifier = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True, num_labels=3)
+    assert type(classifier).__name__ == "MiramForImageClassification"
+    assert classifier(expected["pixel_values"]).logits.shape == (2, 3)
+    print("remote code OK")
+    """
+)
+
+
+def test_saved_folder_loads_without_the_package(tmp_path):
+    config = tiny_miram_config(decoder_attention=["sdpa", "nystromformer"])
+    model = MiramForPreTraining(config).eval()
+    folder = tmp_path / "miram"
+    model.save_pretrained(folder)
+
+    pixel_values = torch.randn(2, 3, 32, 32)
+    targets = [torch.randn(2, 3, 32, 32), torch.randn(2, 3, 64, 64)]
+    noise = torch.rand(2, 16)
+    with torch.no_grad():
+        loss = model(pixel_values, target_pixel_values=targets, noise=noise).loss
+        features = model.miram(pixel_values, noise=noise).last_hidden_state
+    expected = dict(pixel_values=pixel_values, target_1=targets[0], target_2=targets[1], noise=noise)
+    save_file({**expected, "loss": loss, "features": features}, tmp_path / "expected.safetensors")
+
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(folder), str(tmp_path / "expected.safetensors")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "remote code OK" in result.stdout

@@ -15,6 +15,7 @@ from transformers import (
 
 from miram_hf import MiramConfig, MiramForImageClassification, MiramForPreTraining, MiramModel
 from miram_hf.modeling.miram.modeling_miram import (
+    VIT_MAE_CONFIG_FIELDS,
     MiramAttention,
     MiramNystromAttention,
     duplicate_tokens,
@@ -321,19 +322,9 @@ def test_bf16_autocast_on_cpu(attention):
 
 
 def tiny_vit_mae(norm_pix_loss: bool = False) -> ViTMAEForPreTraining:
-    config = ViTMAEConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        decoder_hidden_size=16,
-        decoder_num_hidden_layers=2,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=32,
-        norm_pix_loss=norm_pix_loss,
-    )
+    """The transformers twin of the tiny MIRAM: the same ViTMAE fields."""
+    miram_config = tiny_miram_config(norm_pix_loss=norm_pix_loss)
+    config = ViTMAEConfig(**{name: getattr(miram_config, name) for name in VIT_MAE_CONFIG_FIELDS})
     return ViTMAEForPreTraining(config).eval()
 
 

@@ -450,3 +450,14 @@ def test_save_and_load_through_auto_classes(tmp_path):
     )
     classifier = AutoModelForImageClassification.from_pretrained(tmp_path, num_labels=2)
     assert type(classifier) is MiramForImageClassification
+
+
+def test_fresh_model_has_sincos_tables_and_random_tokens():
+    # transformers 5.23's ViTMAE leaves these at zero on a fresh init (its initialize_weights returns early once the
+    # patch projection is flagged as initialised); MIRAM must not
+    model = MiramForPreTraining(tiny_miram_config())
+    torch.testing.assert_close(model.miram.embeddings.position_embeddings[0], sincos_position_embedding(4, 4, 32))
+    torch.testing.assert_close(model.decoders[1].decoder_pos_embed[0], sincos_position_embedding(8, 8, 16))
+    assert 0.01 < model.miram.embeddings.cls_token.std() < 0.04
+    assert 0.01 < model.decoders[0].mask_token.std() < 0.04
+    assert not model.miram.embeddings.position_embeddings.requires_grad

@@ -1,0 +1,271 @@
+"""Reading mammograms: DICOM (any transfer syntax pydicom's plugins decode) and PNG / TIFF / PGM, into one `Mammogram`.
+
+Imports only numpy, PIL and pydicom, so that the image processor that uses it stays Hub-portable.
+"""
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+# Larger than any detector (about 4k x 5k); refused before the pixel data is allocated.
+MAX_SIDE = 16384
+MAX_PIXELS = 100_000_000
+
+# Which pydicom plugin package decodes which compressed transfer syntax, and the module it installs.
+DECODER_MODULES = {"pylibjpeg-openjpeg": "openjpeg", "pylibjpeg-libjpeg": "libjpeg", "pydicom (built in)": "pydicom"}
+DECODER_PACKAGES = {
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",  # HTJ2K lossless
+    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",  # HTJ2K lossless RPCL
+    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",  # HTJ2K
+    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg",  # JPEG extended
+    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg",  # JPEG lossless
+    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80": "pylibjpeg-libjpeg",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pylibjpeg-libjpeg",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.5": "pydicom (built in)",  # RLE lossless
+}
+
+# ViewCodeSequence code values (SNOMED CT) of the mammography views.
+VIEW_CODES = {
+    "399162004": "CC",
+    "399368009": "MLO",
+    "399260004": "ML",
+    "399352003": "LM",
+    "399099002": "XCCL",
+    "399192003": "FB",
+}
+KNOWN_VIEWS = {"CC", "MLO", "ML", "LM", "XCCL", "XCCM", "FB", "SIO", "LMO", "AT"}
+
+
+class MammogramReadError(Exception):
+    """A file that cannot be read as a mammogram; says which file and why."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass
+class Mammogram:
+    """A mammogram's pixels (2-D; uint16 for integer data, float32 after a fractional rescale or windowing; higher
+    always means denser) and the non-identifying attributes the models and builders use. Nothing else of the file is
+    kept: no names, IDs, dates or institutions."""
+
+    pixel_array: np.ndarray
+    source_path: str
+    laterality: str | None = None  # "L" | "R"
+    view: str | None = None  # "CC", "MLO", ...
+    photometric_interpretation: str | None = None  # as stored; the pixels are already MONOCHROME2-like
+    bits_stored: int | None = None
+    pixel_spacing: tuple[float, float] | None = None  # (row, column) in mm
+    manufacturer: str | None = None
+    presentation_intent: str | None = None  # "FOR PRESENTATION" | "FOR PROCESSING"
+
+    @property
+    def max_value(self) -> float:
+        """The largest value the pixels can take: 2**bits_stored - 1 for integer data, the maximum otherwise."""
+        if self.pixel_array.dtype == np.uint16 and self.bits_stored:
+            return float(2**self.bits_stored - 1)
+        return float(self.pixel_array.max()) if self.pixel_array.size else 1.0
+
+
+def read_mammogram(path: str | Path, frame: int | None = None, apply_window: bool = False) -> Mammogram:
+    """Read a mammogram from a DICOM file or a PNG / TIFF / PGM image.
+
+    DICOM: the modality LUT (rescale slope / intercept or LUT sequence) is applied, MONOCHROME1 is inverted so that
+    higher always means denser, padding pixels (PixelPaddingValue) become 0. With `apply_window`, the first VOI window
+    (or the VOI LUT sequence) is applied as well. `frame` picks one frame of a multi-frame file (tomosynthesis).
+
+    Raises `MammogramReadError` (and nothing else) for a file that cannot be read, naming the file and the reason.
+    """
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise MammogramReadError(path, "no such file")
+        if path.stat().st_size == 0:
+            raise MammogramReadError(path, "empty file")
+        try:
+            dataset = pydicom.dcmread(path)
+        except InvalidDicomError:
+            pixels = _open_image(path)
+            if pixels is not None:
+                return _image_mammogram(path, pixels)
+            dataset = _read_dicom_without_preamble(path)
+        return _read_dicom(path, dataset, frame, apply_window)
+    except MammogramReadError:
+        raise
+    except Exception as error:  # a reader's own exception types must not escape: say what failed, and where
+        raise MammogramReadError(path, f"unreadable ({type(error).__name__}: {error})") from error
+
+
+def _read_dicom_without_preamble(path: Path) -> pydicom.Dataset:
+    """Old files may lack the 128-byte preamble and 'DICM' marker; accept them only if they parse to an image."""
+    try:
+        dataset = pydicom.dcmread(path, force=True)
+        if "Rows" in dataset and "Columns" in dataset:
+            return dataset
+    except Exception:
+        pass
+    raise MammogramReadError(path, "neither a DICOM file nor a readable image (png, tiff, pgm)")
+
+
+def _open_image(path: Path) -> np.ndarray | None:
+    """The pixels of a PNG / TIFF / PGM file, or None when PIL does not recognise the file."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.asarray(image)
+    except Exception:
+        return None
+
+
+def _image_mammogram(path: Path, pixels: np.ndarray) -> Mammogram:
+    if pixels.ndim == 3:
+        if pixels.shape[-1] in (3, 4) and np.array_equal(pixels[..., 0], pixels[..., 1]):
+            pixels = pixels[..., 0]  # gray saved as RGB
+        else:
+            raise MammogramReadError(path, f"colour image ({pixels.shape[-1]} channels); mammograms are single-channel")
+    _check_size(path, *pixels.shape)
+    if pixels.dtype == np.uint8:
+        bits = 8
+    elif pixels.dtype in (np.uint16, np.int32, np.int16):  # PIL opens 16-bit PNG as I;16 or I
+        if pixels.min() < 0 or pixels.max() > 65535:
+            raise MammogramReadError(path, "pixel values outside 0..65535")
+        bits = 16
+    elif pixels.dtype == bool:
+        bits = 1
+    else:
+        return Mammogram(pixels.astype(np.float32), str(path), photometric_interpretation="MONOCHROME2")
+    return Mammogram(pixels.astype(np.uint16), str(path), photometric_interpretation="MONOCHROME2", bits_stored=bits)
+
+
+def _check_size(path: Path, rows: int, columns: int, frames: int = 1) -> None:
+    if rows == 0 or columns == 0:
+        raise MammogramReadError(path, f"zero size ({rows} x {columns})")
+    if rows > MAX_SIDE or columns > MAX_SIDE or rows * columns * frames > MAX_PIXELS:
+        raise MammogramReadError(path, f"absurd dimensions ({frames} x {rows} x {columns}); refusing to allocate")
+
+
+def _read_dicom(path: Path, dataset: pydicom.Dataset, frame: int | None, apply_window: bool) -> Mammogram:
+    if "PixelData" not in dataset and "FloatPixelData" not in dataset:
+        raise MammogramReadError(path, "no pixel data")
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    if int(dataset.get("SamplesPerPixel", 1)) != 1 or not photometric.startswith("MONOCHROME"):
+        raise MammogramReadError(path, f"colour image ({photometric}); mammograms are single-channel")
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    _check_size(path, int(dataset.get("Rows", 0)), int(dataset.get("Columns", 0)), frames)
+    if frames > 1 and frame is None:
+        raise MammogramReadError(path, f"multi-frame image ({frames} frames, tomosynthesis?): pass frame=<index>")
+    if frame is not None and not 0 <= frame < frames:
+        raise MammogramReadError(path, f"frame {frame} does not exist ({frames} frames)")
+
+    file_meta = getattr(dataset, "file_meta", None)
+    syntax = str(file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")) if file_meta is not None else None
+    if syntax in UNCOMPRESSED_SYNTAXES and "PixelData" in dataset:
+        expected = int(dataset.Rows) * int(dataset.Columns) * frames * int(dataset.get("BitsAllocated", 16)) // 8
+        if len(dataset.PixelData) < expected:
+            raise MammogramReadError(path, f"truncated pixel data ({len(dataset.PixelData)} of {expected} bytes)")
+    try:
+        raw = dataset.pixel_array
+    except Exception as error:
+        raise MammogramReadError(path, _decode_failure(syntax, error)) from error
+    if frames > 1:
+        raw = raw[frame]
+
+    pixels = apply_modality_lut(raw, dataset)
+    if apply_window:
+        pixels = apply_voi_lut(pixels, dataset, index=0)
+    pixels = _to_storage_dtype(pixels)
+    bits = int(dataset.get("BitsStored", 16))
+    if photometric == "MONOCHROME1":
+        pixels = _invert(pixels, bits)
+    padding = dataset.get("PixelPaddingValue")
+    if padding is not None:
+        pixels[raw == padding] = 0  # the padding is outside the breast: background after any inversion
+
+    return Mammogram(
+        pixel_array=pixels,
+        source_path=str(path),
+        laterality=_laterality(dataset),
+        view=_view(dataset),
+        photometric_interpretation=photometric,
+        bits_stored=bits,
+        pixel_spacing=_pixel_spacing(dataset),
+        manufacturer=str(dataset.get("Manufacturer", "")).strip() or None,
+        presentation_intent=str(dataset.get("PresentationIntentType", "")).strip() or None,
+    )
+
+
+UNCOMPRESSED_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"}
+
+
+def _decode_failure(syntax: str | None, error: Exception) -> str:
+    message = f"{type(error).__name__}: {error}"
+    if syntax in DECODER_PACKAGES:
+        package = DECODER_PACKAGES[syntax]
+        if importlib.util.find_spec(DECODER_MODULES[package]) is None:
+            return f"cannot decode transfer syntax {syntax}: install {package} ({message})"
+        return f"{package} could not decode this transfer syntax {syntax} ({message})"
+    if syntax not in UNCOMPRESSED_SYNTAXES:
+        return f"unsupported transfer syntax {syntax} ({message})"
+    return f"cannot decode the pixel data ({message})"
+
+
+def _to_storage_dtype(pixels: np.ndarray) -> np.ndarray:
+    """uint16 when the values are integers in 0..65535, float32 otherwise (fractional rescale, windowing)."""
+    if np.issubdtype(pixels.dtype, np.integer) or np.array_equal(pixels, np.round(pixels)):
+        low, high = (pixels.min(), pixels.max()) if pixels.size else (0, 0)
+        if low >= 0 and high <= 65535:
+            return pixels.astype(np.uint16)
+    return pixels.astype(np.float32)
+
+
+def _invert(pixels: np.ndarray, bits: int) -> np.ndarray:
+    if pixels.dtype == np.uint16:
+        top = max(2**bits - 1, int(pixels.max()))
+        return (top - pixels).astype(np.uint16)
+    return (pixels.max() + pixels.min() - pixels).astype(np.float32)
+
+
+def _laterality(dataset: pydicom.Dataset) -> str | None:
+    for keyword in ("ImageLaterality", "Laterality"):
+        value = str(dataset.get(keyword, "")).strip().upper()
+        if value in ("L", "R"):
+            return value
+    return None
+
+
+def _view(dataset: pydicom.Dataset) -> str | None:
+    value = str(dataset.get("ViewPosition", "")).strip().upper()
+    if value:
+        return value
+    sequence = dataset.get("ViewCodeSequence")
+    if sequence:
+        code = str(sequence[0].get("CodeValue", "")).strip()
+        if code in VIEW_CODES:
+            return VIEW_CODES[code]
+    orientation = dataset.get("PatientOrientation")
+    if orientation:  # CBIS-DDSM writes the view here ('CC', 'MLO') instead of the usual ['A', 'R']
+        values = [orientation] if isinstance(orientation, str) else list(orientation)
+        for value in values:
+            if str(value).strip().upper() in KNOWN_VIEWS:
+                return str(value).strip().upper()
+    return None
+
+
+def _pixel_spacing(dataset: pydicom.Dataset) -> tuple[float, float] | None:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = dataset.get(keyword)
+        if value is not None and len(value) == 2:
+            return float(value[0]), float(value[1])
+    return None

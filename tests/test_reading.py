@@ -1,0 +1,198 @@
+import importlib.util
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from dicom_factory import PHI, breast_image, cbis_ddsm_dicom, cmmd_dicom, vindr_dicom, write_dicom
+from PIL import Image
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEG2000Lossless, RLELossless
+
+from miram_hf.processing import Mammogram, MammogramReadError, read_mammogram
+
+
+def test_cbis_ddsm_secondary_capture(tmp_path):
+    pixels = breast_image(side="R")
+    mammogram = read_mammogram(cbis_ddsm_dicom(tmp_path / "1-1.dcm", pixels, view="MLO", laterality="R"))
+    assert mammogram.pixel_array.dtype == np.uint16
+    np.testing.assert_array_equal(mammogram.pixel_array, pixels)
+    assert (mammogram.laterality, mammogram.view, mammogram.bits_stored) == ("R", "MLO", 16)
+    assert mammogram.photometric_interpretation == "MONOCHROME2"
+
+
+def test_cmmd_view_from_view_code_sequence(tmp_path):
+    mammogram = read_mammogram(cmmd_dicom(tmp_path / "1-1.dcm", view="MLO", laterality="R"))
+    assert (mammogram.laterality, mammogram.view, mammogram.bits_stored) == ("R", "MLO", 8)
+    assert mammogram.pixel_array.max() <= 255 and mammogram.pixel_array.dtype == np.uint16
+    assert mammogram.pixel_spacing == (0.094, 0.094)
+    assert mammogram.manufacturer == "GE MEDICAL SYSTEMS"
+
+
+def test_vindr_monochrome1_is_inverted_and_padding_is_background(tmp_path):
+    mammogram = read_mammogram(vindr_dicom(tmp_path / "image.dicom"))
+    expected = breast_image(bits=12)
+    np.testing.assert_array_equal(mammogram.pixel_array[:, :-4], expected[:, :-4])  # denser is higher again
+    assert (mammogram.pixel_array[:, -4:] == 0).all()
+    assert mammogram.photometric_interpretation == "MONOCHROME1"
+    assert mammogram.pixel_spacing == (0.085, 0.085) and mammogram.presentation_intent == "FOR PRESENTATION"
+
+
+def test_vindr_first_window_on_request(tmp_path):
+    path = vindr_dicom(tmp_path / "image.dicom")
+    windowed = read_mammogram(path, apply_window=True)
+    raw = read_mammogram(path)
+    assert windowed.pixel_array.dtype == np.float32
+    # the first window (centre 2047, width 4096) spans the 12-bit range: nearly the identity, still inverted
+    breast = raw.pixel_array[:, :-4] > 1000
+    assert np.corrcoef(windowed.pixel_array[:, :-4][breast], raw.pixel_array[:, :-4][breast])[0, 1] > 0.99
+
+
+def test_rescale_slope_and_intercept(tmp_path):
+    pixels = breast_image(bits=12)
+    path = write_dicom(tmp_path / "x.dcm", pixels, bits_stored=12, RescaleSlope=2, RescaleIntercept=10)
+    np.testing.assert_array_equal(read_mammogram(path).pixel_array, pixels.astype(np.int64) * 2 + 10)
+    fractional = write_dicom(tmp_path / "y.dcm", pixels, bits_stored=12, RescaleSlope=0.5, RescaleIntercept=0)
+    mammogram = read_mammogram(fractional)
+    assert mammogram.pixel_array.dtype == np.float32
+    np.testing.assert_allclose(mammogram.pixel_array, pixels * 0.5)
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
+def test_compressed_transfer_syntaxes_decode_losslessly(tmp_path, syntax):
+    pixels = breast_image(rows=64, columns=48, bits=14)
+    path = write_dicom(tmp_path / "raw.dcm", pixels, bits_stored=14, ImageLaterality="L", ViewPosition="MLO")
+    dataset = pydicom.dcmread(path)
+    dataset.compress(syntax)
+    dataset.save_as(tmp_path / "compressed.dcm")
+    mammogram = read_mammogram(tmp_path / "compressed.dcm")
+    np.testing.assert_array_equal(mammogram.pixel_array, pixels)
+    assert mammogram.view == "MLO"
+
+
+def test_no_identifying_attribute_is_kept(tmp_path):
+    mammogram = read_mammogram(cbis_ddsm_dicom(tmp_path / "1-1.dcm"))
+    kept = {field.name for field in fields(Mammogram)}
+    assert kept == {
+        "pixel_array",
+        "source_path",
+        "laterality",
+        "view",
+        "photometric_interpretation",
+        "bits_stored",
+        "pixel_spacing",
+        "manufacturer",
+        "presentation_intent",
+    }
+    values = " ".join(str(getattr(mammogram, name)) for name in kept - {"pixel_array", "source_path"})
+    assert not any(str(value) in values for value in PHI.values())
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_png_and_pgm_share_the_path(tmp_path, bits):
+    pixels = breast_image(bits=bits)
+    image = Image.fromarray(pixels.astype(np.uint8) if bits == 8 else pixels)
+    for suffix in (".png", ".pgm", ".tif") if bits == 8 else (".png", ".tif"):
+        path = tmp_path / f"image{suffix}"
+        image.save(path)
+        mammogram = read_mammogram(path)
+        assert mammogram.pixel_array.dtype == np.uint16 and mammogram.bits_stored == bits
+        np.testing.assert_array_equal(mammogram.pixel_array, pixels)
+
+
+def unreadable_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    cases = {}
+    (tmp_path / "empty.dcm").write_bytes(b"")
+    cases["empty"] = (tmp_path / "empty.dcm", "empty file")
+    (tmp_path / "notes.txt").write_text("not an image")
+    cases["not dicom"] = (tmp_path / "notes.txt", "neither a DICOM file nor a readable image")
+    cases["missing"] = (tmp_path / "missing.dcm", "no such file")
+
+    no_pixels = pydicom.dcmread(write_dicom(tmp_path / "a.dcm", breast_image()))
+    del no_pixels.PixelData
+    no_pixels.save_as(tmp_path / "no_pixels.dcm")
+    cases["no pixel data"] = (tmp_path / "no_pixels.dcm", "no pixel data")
+
+    truncated = pydicom.dcmread(tmp_path / "a.dcm")
+    truncated.PixelData = truncated.PixelData[:1000]
+    truncated.save_as(tmp_path / "truncated.dcm")
+    cases["truncated"] = (tmp_path / "truncated.dcm", "truncated pixel data")
+
+    colour = pydicom.dcmread(tmp_path / "a.dcm")
+    colour.SamplesPerPixel = 3
+    colour.PhotometricInterpretation = "RGB"
+    colour.save_as(tmp_path / "colour.dcm")
+    cases["colour"] = (tmp_path / "colour.dcm", "colour image")
+
+    zero = pydicom.dcmread(tmp_path / "a.dcm")
+    zero.Rows = 0
+    zero.save_as(tmp_path / "zero.dcm")
+    cases["zero size"] = (tmp_path / "zero.dcm", "zero size")
+
+    huge = pydicom.dcmread(tmp_path / "a.dcm")
+    huge.Rows, huge.Columns = 60000, 60000
+    huge.save_as(tmp_path / "huge.dcm")
+    cases["absurd"] = (tmp_path / "huge.dcm", "absurd dimensions")
+
+    frames = np.stack([breast_image(), breast_image(seed=1)])
+    cases["multi-frame"] = (write_dicom(tmp_path / "tomo.dcm", frames), "multi-frame image (2 frames")
+
+    unknown = pydicom.dcmread(tmp_path / "a.dcm")
+    unknown.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG-2
+    unknown.PixelData = encapsulate([b"\x00" * 64])
+    unknown.save_as(tmp_path / "mpeg.dcm", enforce_file_format=True)
+    cases["unsupported syntax"] = (tmp_path / "mpeg.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.100")
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "c.png")
+    cases["colour png"] = (tmp_path / "c.png", "colour image")
+    return cases
+
+
+def test_every_unreadable_file_raises_a_typed_error_naming_it(tmp_path):
+    for case, (path, reason) in unreadable_files(tmp_path).items():
+        with pytest.raises(MammogramReadError) as error:
+            read_mammogram(path)
+        assert str(path) in str(error.value), case
+        assert reason in error.value.reason, (case, error.value.reason)
+
+
+def test_a_frame_of_a_multi_frame_file(tmp_path):
+    frames = np.stack([breast_image(), breast_image(seed=1)])
+    path = write_dicom(tmp_path / "tomo.dcm", frames)
+    np.testing.assert_array_equal(read_mammogram(path, frame=1).pixel_array, frames[1])
+    with pytest.raises(MammogramReadError, match="frame 2 does not exist"):
+        read_mammogram(path, frame=2)
+
+
+def test_missing_decoder_names_the_package(tmp_path, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "openjpeg" else real_find_spec(name))
+    pixels = breast_image(rows=32, columns=32)
+    dataset = pydicom.dcmread(write_dicom(tmp_path / "raw.dcm", pixels))
+    dataset.compress(JPEG2000Lossless)
+    dataset.save_as(tmp_path / "j2k.dcm")
+
+    def no_plugin(self, *args, **kwargs):
+        raise RuntimeError("Unable to decode as there are no pixel data plugins available")
+
+    monkeypatch.setattr(pydicom.Dataset, "pixel_array", property(no_plugin))
+    with pytest.raises(MammogramReadError, match="install pylibjpeg-openjpeg"):
+        read_mammogram(tmp_path / "j2k.dcm")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the malformed test files, as it should
+def test_pydicom_bundled_files_yield_a_mammogram_or_a_read_error():
+    files = sorted((Path(pydicom.__file__).parent / "data" / "test_files").rglob("*.dcm"))
+    assert len(files) > 20
+    outcomes = {"read": 0, "refused": 0}
+    for path in files:
+        try:
+            mammogram = read_mammogram(path)
+        except MammogramReadError as error:
+            assert error.path == str(path)
+            outcomes["refused"] += 1
+        else:
+            assert mammogram.pixel_array.ndim == 2 and mammogram.pixel_array.dtype in (np.uint16, np.float32)
+            outcomes["read"] += 1
+    assert outcomes["read"] > 5 and outcomes["refused"] > 5, outcomes

@@ -9,7 +9,7 @@ import torch
 from conftest import tiny_miram_config
 from safetensors.torch import save_file
 
-from miram_hf import MiramForPreTraining
+from miram_hf import MammographyImageProcessor, MiramForPreTraining
 
 CHILD = textwrap.dedent(
     """
@@ -27,7 +27,13 @@ CHILD = textwrap.dedent(
 
     import torch
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForPreTraining
+    from transformers import (
+        AutoConfig,
+        AutoImageProcessor,
+        AutoModel,
+        AutoModelForImageClassification,
+        AutoModelForPreTraining,
+    )
 
     folder, expected_file = sys.argv[1], sys.argv[2]
     expected = load_file(expected_file)
@@ -51,6 +57,11 @@ CHILD = textwrap.dedent(
     classifier = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True, num_labels=3)
     assert type(classifier).__name__ == "MiramForImageClassification"
     assert classifier(expected["pixel_values"]).logits.shape == (2, 3)
+    processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+    assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
+    inputs = processor(expected["raw_image"].numpy())
+    torch.testing.assert_close(inputs["pixel_values"], expected["processed"])
+    assert [t.shape[-1] for t in inputs["target_pixel_values"]] == [32, 64]
     print("remote code OK")
     """
 )
@@ -61,6 +72,9 @@ def test_saved_folder_loads_without_the_package(tmp_path):
     model = MiramForPreTraining(config).eval()
     folder = tmp_path / "miram"
     model.save_pretrained(folder)
+    processor = MammographyImageProcessor(size={"height": 32, "width": 32}, scales=[1, 2], num_channels=3)
+    processor.save_pretrained(folder)
+    raw_image = torch.randint(0, 4096, (40, 30), dtype=torch.int32)
 
     pixel_values = torch.randn(2, 3, 32, 32)
     targets = [torch.randn(2, 3, 32, 32), torch.randn(2, 3, 64, 64)]
@@ -69,7 +83,9 @@ def test_saved_folder_loads_without_the_package(tmp_path):
         loss = model(pixel_values, target_pixel_values=targets, noise=noise).loss
         features = model.miram(pixel_values, noise=noise).last_hidden_state
     expected = dict(pixel_values=pixel_values, target_1=targets[0], target_2=targets[1], noise=noise)
-    save_file({**expected, "loss": loss, "features": features}, tmp_path / "expected.safetensors")
+    processed = processor(raw_image.numpy())["pixel_values"]
+    outputs = {**expected, "loss": loss, "features": features, "raw_image": raw_image, "processed": processed}
+    save_file(outputs, tmp_path / "expected.safetensors")
 
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(

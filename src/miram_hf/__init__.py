@@ -1,6 +1,12 @@
 """miram_hf: self-supervised mammography models (MIRAM and the methods it is compared with) for transformers."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForPreTraining
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForPreTraining,
+)
 
 from .modeling.miram import (
     MiramConfig,
@@ -9,6 +15,7 @@ from .modeling.miram import (
     MiramModel,
     MiramPreTrainedModel,
 )
+from .processing import MammographyImageProcessor
 
 __version__ = "0.1.0"
 
@@ -23,8 +30,16 @@ for auto_class, model_class in (
     # The remote-code route: save_pretrained copies the modeling files next to the weights.
     model_class.register_for_auto_class(auto_class.__name__)
 MiramConfig.register_for_auto_class()
+# One processor for every model here, whatever image-processor backend transformers looks for.
+AutoImageProcessor.register(
+    MiramConfig,
+    image_processor_classes={"pil": MammographyImageProcessor, "torchvision": MammographyImageProcessor},
+    exist_ok=True,
+)
+MammographyImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
+    "MammographyImageProcessor",
     "MiramConfig",
     "MiramForImageClassification",
     "MiramForPreTraining",

@@ -1,0 +1,244 @@
+"""MammographyImageProcessor: DICOM paths, `Mammogram`s, arrays, tensors or PIL images in; model-ready tensors out.
+
+Imports only numpy, torch, PIL, pydicom, transformers and its sibling, so that a saved processor loads with
+`trust_remote_code=True`. Resampling is float32 torch code: a 16-bit mammogram never passes through 8-bit PIL.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+
+from .reading import Mammogram, read_mammogram
+
+# The breast is found on a copy at most this many pixels on its longer side.
+MASK_SIDE = 128
+
+
+class MammographyImageProcessor(BaseImageProcessor):
+    r"""
+    Turns mammograms into `pixel_values` (and, for MIRAM, `target_pixel_values` at each reconstruction scale).
+
+    Steps, each switchable:
+    1. read (`read_mammogram` for paths) and scale the intensities to [0, 1] from the real bit depth;
+    2. `do_breast_crop`: crop to the bounding box of the largest bright component (threshold at `breast_threshold`
+       of the intensity range on a downsampled copy), which leaves out labels and burned-in text;
+    3. `do_flip`: flip horizontally so that the chest wall (the side with more tissue) is on the left;
+    4. `do_resize`: to `size` = {"height", "width"}, keeping the aspect ratio and padding with background
+       (`keep_aspect_ratio`) or stretching; float32 bilinear with antialiasing;
+    5. `do_normalize`: `(x - image_mean) / image_std`;
+    6. `num_channels` 1, or 3 (repeated) for ImageNet-initialised backbones.
+
+    With `scales` (e.g. `[1, 2]`), `target_pixel_values[k]` is the same native-resolution region resized to
+    `scales[k]` times `size`: the finer targets hold real detail, not an upsampled copy of `pixel_values`.
+
+    Example:
+
+    ```python
+    >>> processor = MammographyImageProcessor(size={"height": 112, "width": 112}, scales=[1, 2])
+    >>> inputs = processor(["1-1.dcm", "1-2.dcm"], return_tensors="pt")
+    >>> inputs["pixel_values"].shape, [t.shape for t in inputs["target_pixel_values"]]
+    ```
+    """
+
+    model_input_names = ["pixel_values"]
+
+    def __init__(
+        self,
+        size: dict[str, int] | None = None,
+        do_breast_crop: bool = True,
+        breast_threshold: float = 0.1,
+        do_flip: bool = True,
+        do_resize: bool = True,
+        keep_aspect_ratio: bool = True,
+        do_normalize: bool = True,
+        image_mean: float | list[float] = 0.5,
+        image_std: float | list[float] = 0.5,
+        num_channels: int = 1,
+        scales: list[int] | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.size = dict(size) if size is not None else {"height": 224, "width": 224}
+        self.do_breast_crop = do_breast_crop
+        self.breast_threshold = breast_threshold
+        self.do_flip = do_flip
+        self.do_resize = do_resize
+        self.keep_aspect_ratio = keep_aspect_ratio
+        self.do_normalize = do_normalize
+        self.image_mean = image_mean
+        self.image_std = image_std
+        self.num_channels = num_channels
+        self.scales = list(scales) if scales is not None else None
+        if set(self.size) != {"height", "width"}:
+            raise ValueError(f"size must be {{'height': H, 'width': W}}, got {self.size}.")
+        if num_channels not in (1, 3):
+            raise ValueError(f"num_channels must be 1 or 3, got {num_channels}.")
+
+    def __call__(self, images, **kwargs) -> BatchFeature:
+        return self.preprocess(images, **kwargs)
+
+    def preprocess(self, images, return_tensors: str | None = "pt", scales: list[int] | None = None) -> BatchFeature:
+        """Process one image or a list of them (paths, `Mammogram`s, arrays, tensors, PIL images)."""
+        scales = scales if scales is not None else self.scales
+        if scales and 1 not in scales:
+            raise ValueError(f"scales {scales} must include 1: pixel_values are the scale-1 image.")
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        if not images:
+            raise ValueError("No images given.")
+        outputs = [self.process_one(image, scales or [1]) for image in images]
+        per_scale = [torch.stack([output[k] for output in outputs]) for k in range(len(scales or [1]))]
+        if scales:
+            data = {"pixel_values": per_scale[scales.index(1)], "target_pixel_values": per_scale}
+        else:
+            data = {"pixel_values": per_scale[0]}
+        if return_tensors in (None, "np"):
+            data = {k: v.numpy() if torch.is_tensor(v) else [t.numpy() for t in v] for k, v in data.items()}
+        elif return_tensors != "pt":
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}.")
+        return BatchFeature(data=data)
+
+    def process_one(self, image, scales: list[int]) -> list[torch.Tensor]:
+        """One image -> one (channels, f * height, f * width) tensor per scale factor f."""
+        pixels = to_unit_range(image)  # (H, W) float32 in [0, 1]
+        if self.do_breast_crop:
+            top, bottom, left, right = breast_box(pixels, self.breast_threshold)
+            pixels = pixels[top:bottom, left:right]
+        if self.do_flip and chest_wall_on_right(pixels):
+            pixels = pixels.flip(-1)
+        results = []
+        for scale in scales:
+            height, width = self.size["height"] * scale, self.size["width"] * scale
+            resized = self.resize_to(pixels, height, width) if self.do_resize else pixels
+            if self.do_normalize:
+                resized = (resized - _scalar(self.image_mean)) / _scalar(self.image_std)
+            results.append(resized.unsqueeze(0).expand(self.num_channels, -1, -1).contiguous())
+        return results
+
+    def resize_to(self, pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Float32 bilinear resize with antialiasing; with `keep_aspect_ratio`, fit inside and pad with background
+        (0) on the right (away from the chest wall) and equally above and below."""
+        if not self.keep_aspect_ratio:
+            return _resample(pixels, height, width)
+        ratio = min(height / pixels.shape[0], width / pixels.shape[1])
+        fitted_height = min(height, max(1, round(pixels.shape[0] * ratio)))
+        fitted_width = min(width, max(1, round(pixels.shape[1] * ratio)))
+        fitted = _resample(pixels, fitted_height, fitted_width)
+        canvas = pixels.new_zeros(height, width)
+        top = (height - fitted_height) // 2
+        canvas[top : top + fitted_height, :fitted_width] = fitted
+        return canvas
+
+
+def _scalar(value: float | list[float]) -> float:
+    """Mean and std are one value for gray images; a list (as transformers' configs write it) must repeat it."""
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) != 1:
+            raise ValueError(f"Mammograms are gray: one mean / std for every channel, got {value}.")
+        return float(value[0])
+    return float(value)
+
+
+def _resample(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    if tuple(pixels.shape) == (height, width):
+        return pixels
+    resized = torch.nn.functional.interpolate(
+        pixels[None, None], size=(height, width), mode="bilinear", align_corners=False, antialias=True
+    )
+    return resized[0, 0].clamp(0, 1)
+
+
+def to_unit_range(image) -> torch.Tensor:
+    """Any supported input -> a 2-D float32 tensor in [0, 1], scaled by the real bit depth of integer data."""
+    if isinstance(image, (str, Path)):
+        image = read_mammogram(image)
+    if isinstance(image, Mammogram):
+        return torch.from_numpy(image.pixel_array.astype(np.float32) / image.max_value).clamp(0, 1)
+    if isinstance(image, Image.Image):
+        image = np.asarray(image)
+    if torch.is_tensor(image):
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"Unsupported image type {type(image).__name__}: pass a path, Mammogram, array or PIL image.")
+    array = _to_2d(image)
+    if array.size == 0:
+        raise ValueError(f"Empty image of shape {image.shape}.")
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+        # the real bit depth: the smallest of 8, 10, 12, 14, 16 bits that holds the largest value
+        top = int(array.max())
+        bits = next((b for b in (8, 10, 12, 14, 16) if top < 2**b), None)
+        if array.min() < 0 or bits is None:
+            raise ValueError(f"Integer image values must lie in 0..65535, got {array.min()}..{top}.")
+        return torch.from_numpy(array.astype(np.float32) / (2**bits - 1))
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError("Image contains NaN or infinite values.")
+    low, high = float(array.min()), float(array.max())
+    if low < 0 or high > 1:  # float data of unknown range: stretch it
+        array = (array - low) / (high - low) if high > low else np.zeros_like(array)
+    return torch.from_numpy(array)
+
+
+def _to_2d(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 2:
+        return array
+    if array.ndim != 3:
+        raise ValueError(f"An image must be (H, W), (C, H, W) or (H, W, C); got shape {array.shape}.")
+    channel_axis = 0 if array.shape[0] <= 4 else -1
+    channels = array.shape[channel_axis]
+    if channels > 4:
+        raise ValueError(f"Image has more than 4 channels (shape {array.shape}); mammograms are gray.")
+    colour = np.take(array, range(channels - 1 if channels in (2, 4) else channels), axis=channel_axis)  # no alpha
+    first = np.take(colour, 0, axis=channel_axis)
+    if all(np.array_equal(first, np.take(colour, c, axis=channel_axis)) for c in range(colour.shape[channel_axis])):
+        return first  # gray stored as colour: keep the integer type and so the bit depth
+    return colour.astype(np.float32).mean(axis=channel_axis)
+
+
+def breast_box(pixels: torch.Tensor, threshold: float) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the largest connected region brighter than `threshold` of the intensity range,
+    found on a copy at most MASK_SIDE pixels long; the whole image when nothing stands out."""
+    height, width = pixels.shape
+    step = max(1, math.ceil(max(height, width) / MASK_SIDE))
+    small = torch.nn.functional.avg_pool2d(pixels[None, None], step, ceil_mode=True)[0, 0] if step > 1 else pixels
+    low, high = small.min(), small.max()
+    if high - low < 1e-6:
+        return 0, height, 0, width
+    labels = _largest_component(small > low + threshold * (high - low))
+    rows, cols = labels.any(dim=1).nonzero(), labels.any(dim=0).nonzero()
+    top, bottom = int(rows[0]) * step, min(height, (int(rows[-1]) + 1) * step)
+    left, right = int(cols[0]) * step, min(width, (int(cols[-1]) + 1) * step)
+    return top, bottom, left, right
+
+
+def _largest_component(mask: torch.Tensor) -> torch.Tensor:
+    """The largest 4-connected component of a boolean mask, by label propagation: every pixel takes the largest label
+    among itself and its 4 neighbours until nothing changes (as many rounds as the component is long)."""
+    labels = torch.where(mask, torch.arange(1, mask.numel() + 1, dtype=torch.float32).reshape(mask.shape), 0.0)
+    while True:
+        updated = torch.where(mask, torch.maximum(labels, _neighbour_max(labels)), 0.0)
+        if torch.equal(updated, labels):
+            break
+        labels = updated
+    values, counts = labels[mask].unique(return_counts=True)
+    return labels == values[counts.argmax()]
+
+
+def _neighbour_max(labels: torch.Tensor) -> torch.Tensor:
+    padded = torch.nn.functional.pad(labels[None, None], (1, 1, 1, 1))[0, 0]
+    return torch.stack(
+        [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]],
+    ).amax(dim=0)
+
+
+def chest_wall_on_right(pixels: torch.Tensor) -> bool:
+    """The chest wall is on the side that holds more tissue."""
+    half = pixels.shape[1] // 2
+    return bool(pixels[:, half:].sum() > pixels[:, : pixels.shape[1] - half].sum())
+
+
+__all__ = ["MammographyImageProcessor"]

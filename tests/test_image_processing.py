@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+from dicom_factory import breast_image, cbis_ddsm_dicom
+from PIL import Image
+from transformers import AutoImageProcessor
+
+from miram_hf import MammographyImageProcessor, MiramConfig
+from miram_hf.processing import read_mammogram
+from miram_hf.processing.image_processing_mammography import breast_box, to_unit_range
+
+PLAIN = dict(do_breast_crop=False, do_flip=False, do_normalize=False)
+
+
+def test_every_input_type_single_or_batched(tmp_path):
+    pixels = breast_image(rows=96, columns=64)
+    path = cbis_ddsm_dicom(tmp_path / "1-1.dcm", pixels)
+    inputs = [
+        path,
+        str(path),
+        read_mammogram(path),
+        pixels,
+        torch.from_numpy(pixels.astype(np.int32)),
+        Image.fromarray(pixels),
+    ]
+    processor = MammographyImageProcessor(size={"height": 48, "width": 32})
+    batch = processor(inputs, return_tensors="pt")["pixel_values"]
+    assert batch.shape == (6, 1, 48, 32) and batch.dtype == torch.float32
+    for row in batch[1:]:
+        torch.testing.assert_close(row, batch[0])
+    single = processor(path, return_tensors="np")["pixel_values"]
+    assert isinstance(single, np.ndarray) and single.shape == (1, 1, 48, 32)
+
+
+def test_sixteen_bit_precision_end_to_end():
+    ramp = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16 + 3  # 16-bit values one LSB apart
+    processor = MammographyImageProcessor(size={"height": 64, "width": 64}, **PLAIN)
+    out = processor(ramp)["pixel_values"][0, 0].double() * 65535
+    np.testing.assert_allclose(out.numpy(), ramp, atol=0.01)
+    halved = MammographyImageProcessor(size={"height": 32, "width": 32}, **PLAIN)(ramp)["pixel_values"][0, 0]
+    assert len(torch.unique(halved)) == 32 * 32  # no 8-bit quantisation on the way
+
+
+def test_intensities_scale_by_the_real_bit_depth():
+    twelve_bit = np.array([[0, 4095], [2048, 1024]], dtype=np.uint16)
+    torch.testing.assert_close(to_unit_range(twelve_bit).max(), torch.tensor(1.0))
+    eight_bit = np.array([[0, 255]], dtype=np.uint8)
+    torch.testing.assert_close(to_unit_range(eight_bit), torch.tensor([[0.0, 1.0]]))
+
+
+def test_breast_crop_leaves_out_a_burned_in_label():
+    image = np.zeros((400, 300), dtype=np.uint16)
+    image[50:350, 0:180] = 30000  # the breast, against the chest wall on the left
+    image[10:30, 250:290] = 65535  # a bright label in the corner, apart from the breast
+    top, bottom, left, right = breast_box(to_unit_range(image), threshold=0.1)
+    assert abs(top - 50) <= 4 and abs(bottom - 350) <= 4 and left == 0 and abs(right - 180) <= 4
+
+
+def test_flip_puts_the_chest_wall_on_the_left():
+    right_breast = breast_image(rows=64, columns=64, side="R")
+    processor = MammographyImageProcessor(size={"height": 64, "width": 64}, do_breast_crop=False, do_normalize=False)
+    out = processor(right_breast)["pixel_values"][0, 0]
+    assert out[:, :32].sum() > out[:, 32:].sum()
+    torch.testing.assert_close(out, to_unit_range(right_breast).flip(-1))
+
+
+def test_keep_aspect_ratio_pads_with_background_away_from_the_chest_wall():
+    tall = np.full((200, 100), 40000, dtype=np.uint16)
+    processor = MammographyImageProcessor(size={"height": 100, "width": 100}, **PLAIN)
+    out = processor(tall)["pixel_values"][0, 0]
+    assert torch.all(out[:, 50:] == 0) and torch.allclose(out[:, :50], torch.tensor(40000 / 65535))
+    stretched = MammographyImageProcessor(size={"height": 100, "width": 100}, keep_aspect_ratio=False, **PLAIN)
+    assert torch.allclose(stretched(tall)["pixel_values"], torch.tensor(40000 / 65535))
+
+
+def test_multi_scale_targets_come_from_the_native_resolution():
+    checkerboard = ((np.indices((128, 128)).sum(0) % 2) * 60000 + 1000).astype(np.uint16)  # detail at 1 pixel
+    processor = MammographyImageProcessor(size={"height": 64, "width": 64}, scales=[1, 2], **PLAIN)
+    inputs = processor(checkerboard)
+    base, (same, fine) = inputs["pixel_values"], inputs["target_pixel_values"]
+    torch.testing.assert_close(same, base)
+    assert fine.shape == (1, 1, 128, 128)
+    np.testing.assert_allclose(fine[0, 0].numpy() * 65535, checkerboard, atol=0.05)  # the native detail
+    upsampled = torch.nn.functional.interpolate(base, scale_factor=2, mode="bilinear")
+    assert (fine - upsampled).abs().mean() > 0.3  # an upsampled copy would hold none of it
+
+
+def test_normalisation_and_three_channels():
+    processor = MammographyImageProcessor(
+        size={"height": 8, "width": 8},
+        image_mean=[0.25] * 3,
+        image_std=[0.5] * 3,
+        num_channels=3,
+        **PLAIN | {"do_normalize": True},
+    )
+    out = processor(np.full((8, 8), 255, dtype=np.uint8))["pixel_values"]
+    assert out.shape == (1, 3, 8, 8)
+    torch.testing.assert_close(out, torch.full((1, 3, 8, 8), 1.5))
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.full((8, 8), np.nan, dtype=np.float32), "NaN or infinite"),
+        (np.zeros((0, 8), dtype=np.uint16), "Empty image"),
+        (np.zeros((2, 2, 8, 8), dtype=np.uint16), "must be \\(H, W\\)"),
+        (np.zeros((8, 8, 5), dtype=np.uint8), "more than 4 channels"),
+        (np.array([[-5, 3]], dtype=np.int32), "0..65535"),
+    ],
+)
+def test_bad_arrays_raise_clear_errors(array, message):
+    with pytest.raises(ValueError, match=message):
+        MammographyImageProcessor()(array)
+
+
+def test_save_and_load_through_auto_image_processor(tmp_path):
+    processor = MammographyImageProcessor(size={"height": 112, "width": 96}, scales=[1, 2], do_flip=False)
+    processor.save_pretrained(tmp_path)
+    MiramConfig(image_size=[112, 96], patch_size=16).save_pretrained(tmp_path)
+    assert {"image_processing_mammography.py", "reading.py"} <= {p.name for p in tmp_path.iterdir()}
+    loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert type(loaded) is MammographyImageProcessor
+    assert (loaded.size, loaded.scales, loaded.do_flip) == ({"height": 112, "width": 96}, [1, 2], False)

@@ -15,7 +15,7 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from .reading import Mammogram, read_mammogram
 
 # The breast is found on a copy at most this many pixels on its longer side.
-MASK_SIDE = 128
+MASK_SIDE = 64
 
 
 class MammographyImageProcessor(BaseImageProcessor):
@@ -104,34 +104,45 @@ class MammographyImageProcessor(BaseImageProcessor):
 
     def process_one(self, image, scales: list[int]) -> list[torch.Tensor]:
         """One image -> one (channels, f * height, f * width) tensor per scale factor f."""
-        pixels = to_unit_range(image)  # (H, W) float32 in [0, 1]
-        if self.do_breast_crop:
-            top, bottom, left, right = breast_box(pixels, self.breast_threshold)
-            pixels = pixels[top:bottom, left:right]
-        if self.do_flip and chest_wall_on_right(pixels):
-            pixels = pixels.flip(-1)
+        array, top_value = to_array(image)
+        if self.do_breast_crop:  # on the integer array: only the breast is converted to float
+            top, bottom, left, right = breast_box(array, top_value, self.breast_threshold)
+            array = array[top:bottom, left:right]
+        # float32 in the native range: the scaling to [0, 1] waits for the (smaller) resized image
+        pixels = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        flip = None
         results = []
         for scale in scales:
             height, width = self.size["height"] * scale, self.size["width"] * scale
-            resized = self.resize_to(pixels, height, width) if self.do_resize else pixels
+            resized = pixels
+            if self.do_resize:
+                fitted = self.fitted_size(pixels.shape, height, width) if self.keep_aspect_ratio else (height, width)
+                resized = _resample(pixels, *fitted)
+            resized = (resized * (1.0 / top_value)).clamp_(0, 1)
+            if flip is None:  # decided once, on the first (smallest) output: cheaper than on the native image
+                flip = self.do_flip and chest_wall_on_right(resized)
+            if flip:
+                resized = resized.flip(-1)
+            if self.do_resize and tuple(resized.shape) != (height, width):
+                resized = _pad_away_from_chest_wall(resized, height, width)
             if self.do_normalize:
                 resized = (resized - _scalar(self.image_mean)) / _scalar(self.image_std)
             results.append(resized.unsqueeze(0).expand(self.num_channels, -1, -1).contiguous())
         return results
 
-    def resize_to(self, pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """Float32 bilinear resize with antialiasing; with `keep_aspect_ratio`, fit inside and pad with background
-        (0) on the right (away from the chest wall) and equally above and below."""
-        if not self.keep_aspect_ratio:
-            return _resample(pixels, height, width)
-        ratio = min(height / pixels.shape[0], width / pixels.shape[1])
-        fitted_height = min(height, max(1, round(pixels.shape[0] * ratio)))
-        fitted_width = min(width, max(1, round(pixels.shape[1] * ratio)))
-        fitted = _resample(pixels, fitted_height, fitted_width)
-        canvas = pixels.new_zeros(height, width)
-        top = (height - fitted_height) // 2
-        canvas[top : top + fitted_height, :fitted_width] = fitted
-        return canvas
+    @staticmethod
+    def fitted_size(shape: tuple[int, int], height: int, width: int) -> tuple[int, int]:
+        """The largest size of the same aspect ratio as `shape` that fits in (height, width)."""
+        ratio = min(height / shape[0], width / shape[1])
+        return min(height, max(1, round(shape[0] * ratio))), min(width, max(1, round(shape[1] * ratio)))
+
+
+def _pad_away_from_chest_wall(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Background (0) on the right, away from the chest wall, and equally above and below."""
+    canvas = pixels.new_zeros(height, width)
+    top = (height - pixels.shape[0]) // 2
+    canvas[top : top + pixels.shape[0], : pixels.shape[1]] = pixels
+    return canvas
 
 
 def _scalar(value: float | list[float]) -> float:
@@ -144,20 +155,23 @@ def _scalar(value: float | list[float]) -> float:
 
 
 def _resample(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Float32 bilinear resampling, antialiased when reducing."""
     if tuple(pixels.shape) == (height, width):
         return pixels
     resized = torch.nn.functional.interpolate(
         pixels[None, None], size=(height, width), mode="bilinear", align_corners=False, antialias=True
     )
-    return resized[0, 0].clamp(0, 1)
+    return resized[0, 0]
 
 
-def to_unit_range(image) -> torch.Tensor:
-    """Any supported input -> a 2-D float32 tensor in [0, 1], scaled by the real bit depth of integer data."""
+def to_array(image) -> tuple[np.ndarray, float]:
+    """Any supported input -> (2-D array, the value that maps to 1). Integer data keeps its type; its top value is
+    2**bits - 1 for the real bit depth (BitsStored for DICOM; else the smallest of 8, 10, 12, 14, 16 bits that holds
+    the largest value). Float data is taken as [0, 1], or stretched to it when it goes beyond."""
     if isinstance(image, (str, Path)):
         image = read_mammogram(image)
     if isinstance(image, Mammogram):
-        return torch.from_numpy(image.pixel_array.astype(np.float32) / image.max_value).clamp(0, 1)
+        return image.pixel_array, image.max_value
     if isinstance(image, Image.Image):
         image = np.asarray(image)
     if torch.is_tensor(image):
@@ -168,19 +182,29 @@ def to_unit_range(image) -> torch.Tensor:
     if array.size == 0:
         raise ValueError(f"Empty image of shape {image.shape}.")
     if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
-        # the real bit depth: the smallest of 8, 10, 12, 14, 16 bits that holds the largest value
-        top = int(array.max())
+        low, top = int(array.min()), int(array.max())
         bits = next((b for b in (8, 10, 12, 14, 16) if top < 2**b), None)
-        if array.min() < 0 or bits is None:
-            raise ValueError(f"Integer image values must lie in 0..65535, got {array.min()}..{top}.")
-        return torch.from_numpy(array.astype(np.float32) / (2**bits - 1))
-    array = array.astype(np.float32)
+        if low < 0 or bits is None:
+            raise ValueError(f"Integer image values must lie in 0..65535, got {low}..{top}.")
+        return array.astype(np.uint16, copy=False), float(2**bits - 1)
+    array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         raise ValueError("Image contains NaN or infinite values.")
     low, high = float(array.min()), float(array.max())
     if low < 0 or high > 1:  # float data of unknown range: stretch it
-        array = (array - low) / (high - low) if high > low else np.zeros_like(array)
-    return torch.from_numpy(array)
+        return (array - low) / (high - low) if high > low else np.zeros_like(array), 1.0
+    return array, 1.0
+
+
+def to_unit_tensor(array: np.ndarray, top_value: float) -> torch.Tensor:
+    """(H, W) array -> float32 tensor in [0, 1]."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor.to(torch.float32).mul_(1.0 / top_value).clamp_(0, 1)
+
+
+def to_unit_range(image) -> torch.Tensor:
+    """Any supported input -> 2-D float32 tensor in [0, 1]."""
+    return to_unit_tensor(*to_array(image))
 
 
 def _to_2d(array: np.ndarray) -> np.ndarray:
@@ -199,19 +223,19 @@ def _to_2d(array: np.ndarray) -> np.ndarray:
     return colour.astype(np.float32).mean(axis=channel_axis)
 
 
-def breast_box(pixels: torch.Tensor, threshold: float) -> tuple[int, int, int, int]:
+def breast_box(array: np.ndarray, top_value: float, threshold: float) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of the largest connected region brighter than `threshold` of the intensity range,
-    found on a copy at most MASK_SIDE pixels long; the whole image when nothing stands out."""
-    height, width = pixels.shape
+    found on a strided copy at most MASK_SIDE pixels long; the whole image when nothing stands out."""
+    height, width = array.shape
     step = max(1, math.ceil(max(height, width) / MASK_SIDE))
-    small = torch.nn.functional.avg_pool2d(pixels[None, None], step, ceil_mode=True)[0, 0] if step > 1 else pixels
+    small = to_unit_tensor(array[::step, ::step], top_value)
     low, high = small.min(), small.max()
     if high - low < 1e-6:
         return 0, height, 0, width
     labels = _largest_component(small > low + threshold * (high - low))
     rows, cols = labels.any(dim=1).nonzero(), labels.any(dim=0).nonzero()
-    top, bottom = int(rows[0]) * step, min(height, (int(rows[-1]) + 1) * step)
-    left, right = int(cols[0]) * step, min(width, (int(cols[-1]) + 1) * step)
+    top, bottom = max(0, int(rows[0]) * step - step), min(height, (int(rows[-1]) + 1) * step)
+    left, right = max(0, int(cols[0]) * step - step), min(width, (int(cols[-1]) + 1) * step)
     return top, bottom, left, right
 
 

@@ -223,6 +223,8 @@ def _decode_failure(syntax: str | None, error: Exception) -> str:
 
 def _to_storage_dtype(pixels: np.ndarray) -> np.ndarray:
     """uint16 when the values are integers in 0..65535, float32 otherwise (fractional rescale, windowing)."""
+    if pixels.dtype == np.uint16:
+        return pixels
     if np.issubdtype(pixels.dtype, np.integer) or np.array_equal(pixels, np.round(pixels)):
         low, high = (pixels.min(), pixels.max()) if pixels.size else (0, 0)
         if low >= 0 and high <= 65535:

@@ -1,0 +1,87 @@
+"""Mammograms per second from a 16-bit 3328x4084 DICOM file to a model-ready tensor, against the bare decode
+`pydicom.dcmread(path).pixel_array` of the same files (the limit: the pipeline reads the same bytes).
+
+    python bench/processing.py --files 6 --rounds 5
+
+Measured interleaved (each round times the bare decode and the pipeline on every file) and reported as medians over
+rounds; the goal is a full pipeline at most 1.5x the bare decode.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from dicom_factory import write_dicom  # noqa: E402
+
+from miram_hf import MammographyImageProcessor  # noqa: E402
+
+
+def synthetic_mammogram(rows: int, columns: int, seed: int) -> np.ndarray:
+    """14-bit breast-like image: a half-ellipse of textured tissue on a dark background, and a bright label."""
+    rng = np.random.default_rng(seed)
+    y, x = np.ogrid[0:rows, 0:columns]
+    inside = (x / (0.75 * columns)) ** 2 + ((y - rows / 2) / (0.45 * rows)) ** 2 < 1
+    texture = rng.integers(6000, 12000, size=(rows // 16 + 1, columns // 16 + 1), dtype=np.uint16)
+    texture = np.kron(texture, np.ones((16, 16), dtype=np.uint16))[:rows, :columns]
+    image = np.where(inside, texture, rng.integers(50, 200, size=(rows, columns)).astype(np.uint16))
+    image[100:180, columns - 400 : columns - 100] = 16383
+    return image.astype(np.uint16)
+
+
+def bare_decode(path: Path) -> np.ndarray:
+    return pydicom.dcmread(path).pixel_array
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=4084)
+    parser.add_argument("--columns", type=int, default=3328)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "processing_cpu.json")
+    args = parser.parse_args()
+    processor = MammographyImageProcessor(size={"height": args.size, "width": args.size})
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [
+            write_dicom(Path(folder) / f"{i}.dcm", synthetic_mammogram(args.rows, args.columns, i), bits_stored=14)
+            for i in range(args.files)
+        ]
+        for path in paths[:2]:  # warm-up: imports, allocator, page cache
+            bare_decode(path)
+            processor(path)
+        bare, full = [], []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            for path in paths:
+                bare_decode(path)
+            bare.append((time.perf_counter() - start) / len(paths))
+            start = time.perf_counter()
+            for path in paths:
+                processor(path, return_tensors="pt")
+            full.append((time.perf_counter() - start) / len(paths))
+    bare_s, full_s = statistics.median(bare), statistics.median(full)
+    report = {
+        "image": f"{args.rows}x{args.columns} 16-bit (14 stored), uncompressed",
+        "output": f"1x{args.size}x{args.size}",
+        "threads": torch.get_num_threads(),
+        "bare_decode_per_s": round(1 / bare_s, 2),
+        "pipeline_per_s": round(1 / full_s, 2),
+        "pipeline_over_bare": round(full_s / bare_s, 3),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

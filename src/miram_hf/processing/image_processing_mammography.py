@@ -223,17 +223,25 @@ def _to_2d(array: np.ndarray) -> np.ndarray:
     return colour.astype(np.float32).mean(axis=channel_axis)
 
 
-def breast_box(array: np.ndarray, top_value: float, threshold: float) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of the largest connected region brighter than `threshold` of the intensity range,
-    found on a strided copy at most MASK_SIDE pixels long; the whole image when nothing stands out."""
-    height, width = array.shape
-    step = max(1, math.ceil(max(height, width) / MASK_SIDE))
+def coarse_breast_mask(array: np.ndarray, top_value: float, threshold: float) -> tuple[torch.Tensor | None, int]:
+    """The largest connected region brighter than `threshold` of the intensity range, on a copy of `array` taken
+    every `step` pixels (at most MASK_SIDE long): (mask, step). The mask is None when nothing stands out."""
+    step = max(1, math.ceil(max(array.shape) / MASK_SIDE))
     small = to_unit_tensor(array[::step, ::step], top_value)
     low, high = small.min(), small.max()
     if high - low < 1e-6:
+        return None, step
+    return _largest_component(small > low + threshold * (high - low)), step
+
+
+def breast_box(array: np.ndarray, top_value: float, threshold: float) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the breast (`coarse_breast_mask`), erring outwards by at most one step, so that
+    labels and burned-in text apart from the breast fall outside; the whole image when nothing stands out."""
+    height, width = array.shape
+    mask, step = coarse_breast_mask(array, top_value, threshold)
+    if mask is None:
         return 0, height, 0, width
-    labels = _largest_component(small > low + threshold * (high - low))
-    rows, cols = labels.any(dim=1).nonzero(), labels.any(dim=0).nonzero()
+    rows, cols = mask.any(dim=1).nonzero(), mask.any(dim=0).nonzero()
     top, bottom = max(0, int(rows[0]) * step - step), min(height, (int(rows[-1]) + 1) * step)
     left, right = max(0, int(cols[0]) * step - step), min(width, (int(cols[-1]) + 1) * step)
     return top, bottom, left, right

@@ -106,7 +106,7 @@ def test_normalisation_and_three_channels():
     [
         (np.full((8, 8), np.nan, dtype=np.float32), "NaN or infinite"),
         (np.zeros((0, 8), dtype=np.uint16), "Empty image"),
-        (np.zeros((2, 2, 8, 8), dtype=np.uint16), "must be \\(H, W\\)"),
+        (np.zeros(8, dtype=np.uint16), "must be \\(H, W\\)"),
         (np.zeros((8, 8, 5), dtype=np.uint8), "more than 4 channels"),
         (np.array([[-5, 3]], dtype=np.int32), "0..65535"),
     ],
@@ -124,3 +124,25 @@ def test_save_and_load_through_auto_image_processor(tmp_path):
     loaded = AutoImageProcessor.from_pretrained(tmp_path)
     assert type(loaded) is MammographyImageProcessor
     assert (loaded.size, loaded.scales, loaded.do_flip) == ({"height": 112, "width": 96}, [1, 2], False)
+
+
+def test_a_four_dimensional_batch_is_split_into_images():
+    batch = torch.randint(0, 4096, (3, 1, 40, 30), dtype=torch.int32)
+    out = MammographyImageProcessor(size={"height": 20, "width": 16}, **PLAIN)(batch)["pixel_values"]
+    assert out.shape == (3, 1, 20, 16)
+    torch.testing.assert_close(
+        out[1], MammographyImageProcessor(size={"height": 20, "width": 16}, **PLAIN)(batch[1])["pixel_values"][0]
+    )
+
+
+def test_processor_output_feeds_miram_pretraining(tmp_path):
+    from conftest import tiny_miram_config
+
+    from miram_hf import MiramForPreTraining
+
+    path = cbis_ddsm_dicom(tmp_path / "1-1.dcm", breast_image(rows=300, columns=200))
+    processor = MammographyImageProcessor(size={"height": 32, "width": 32}, scales=[1, 2], num_channels=3)
+    inputs = processor([path, path], return_tensors="pt")
+    model = MiramForPreTraining(tiny_miram_config())
+    outputs = model(**inputs)
+    assert torch.isfinite(outputs.loss) and outputs.logits[1].shape == (2, 64, 192)

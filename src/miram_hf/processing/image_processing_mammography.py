@@ -82,11 +82,13 @@ class MammographyImageProcessor(BaseImageProcessor):
         return self.preprocess(images, **kwargs)
 
     def preprocess(self, images, return_tensors: str | None = "pt", scales: list[int] | None = None) -> BatchFeature:
-        """Process one image or a list of them (paths, `Mammogram`s, arrays, tensors, PIL images)."""
+        """Process one image, a list of them (paths, `Mammogram`s, arrays, tensors, PIL images) or a 4-D batch."""
         scales = scales if scales is not None else self.scales
         if scales and 1 not in scales:
             raise ValueError(f"scales {scales} must include 1: pixel_values are the scale-1 image.")
-        if not isinstance(images, (list, tuple)):
+        if (isinstance(images, np.ndarray) or torch.is_tensor(images)) and images.ndim == 4:
+            images = list(images)  # a batch (batch, channels, height, width)
+        elif not isinstance(images, (list, tuple)):
             images = [images]
         if not images:
             raise ValueError("No images given.")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from miram_hf import MiramConfig, MiramForPreTraining
+from miram_hf import MammographyImageProcessor, MiramConfig, MiramForPreTraining
 from miram_hf.training import parameter_groups
 from miram_hf.visualization import save_reconstruction
 
@@ -59,10 +59,14 @@ def main() -> None:
         num_landmarks=32,
     )
     model = MiramForPreTraining(config)
-    # the 2x target is the native-resolution image; the input is its 2x2 average (what the processor will cut)
-    targets_2x = power_law_images(8, 128, seed=args.seed)
-    pixel_values = torch.nn.functional.avg_pool2d(targets_2x, 2)
-    target_pixel_values = [pixel_values, targets_2x]
+    # 16-bit "native" images at 128 px: the processor makes the 64 px input and cuts the 2x target from the native
+    # pixels, as it does from a DICOM file
+    native = (power_law_images(8, 128, seed=args.seed)[:, 0] * 65535).round().to(torch.int32)
+    processor = MammographyImageProcessor(
+        size={"height": 64, "width": 64}, scales=config.scales, do_breast_crop=False, do_flip=False
+    )
+    inputs = processor(list(native.numpy().astype("uint16")), return_tensors="pt")
+    pixel_values, target_pixel_values = inputs["pixel_values"], inputs["target_pixel_values"]
     noise = torch.rand(pixel_values.shape[0], 64, generator=torch.Generator().manual_seed(args.seed))
 
     def reconstruct(name: str) -> float:
@@ -85,6 +89,7 @@ def main() -> None:
             logger.info("step %d loss %.4f", step, loss.item())
     reconstruct("reconstruction_after.png")
     model.save_pretrained(output_dir / "model")
+    processor.save_pretrained(output_dir / "model")
     logger.info("model saved to %s", output_dir / "model")
 
 

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForPreTraining
+from transformers import AutoImageProcessor, AutoModelForPreTraining
 
 import miram_hf  # noqa: F401  (registers MIRAM with the Auto classes)
 
@@ -20,6 +20,8 @@ def test_demo_runs_and_leaves_a_loadable_model(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "reconstruction_before.png").stat().st_size > 0
     assert (tmp_path / "reconstruction_after.png").stat().st_size > 0
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "model")
+    assert processor.scales == [1, 2]
     model = AutoModelForPreTraining.from_pretrained(tmp_path / "model")
     assert model.config.scales == [1, 2]
     outputs = model(torch.rand(1, 1, 64, 64))

@@ -86,6 +86,8 @@ class MammographyImageProcessor(BaseImageProcessor):
         scales = scales if scales is not None else self.scales
         if scales and 1 not in scales:
             raise ValueError(f"scales {scales} must include 1: pixel_values are the scale-1 image.")
+        if scales and scales != [1] and not self.do_resize:
+            raise ValueError("Multi-scale targets are resized to scale x size: they need do_resize=True.")
         if (isinstance(images, np.ndarray) or torch.is_tensor(images)) and images.ndim == 4:
             images = list(images)  # a batch (batch, channels, height, width)
         elif not isinstance(images, (list, tuple)):

@@ -647,10 +647,12 @@ class MiramForPreTraining(MiramPreTrainedModel):
         model = cls(config)
         encoder = getattr(model_or_path, "vit", model_or_path)
         state_dict = {f"miram.{rename_vit_mae_key(k)}": v for k, v in encoder.state_dict().items()}
+        loaded_prefixes = ("miram.",)
         decoder = getattr(model_or_path, "decoder", None)
         if decoder is not None and 1 in config.scales:
             prefix = f"decoders.{config.scales.index(1)}."
             state_dict.update({prefix + rename_vit_mae_key(k): v for k, v in decoder.state_dict().items()})
+            loaded_prefixes += (prefix,)
         # fixed sin-cos tables: at another image size MIRAM keeps its own, made for its grid
         own_shapes = {k: v.shape for k, v in model.state_dict().items()}
         state_dict = {
@@ -661,7 +663,6 @@ class MiramForPreTraining(MiramPreTrainedModel):
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
         # what may stay fresh: the other decoders, extras of linear attention that ViTMAE does not have, and the
         # position tables left out above
-        loaded_prefixes = ("miram.",) + ((prefix,) if decoder is not None and 1 in config.scales else ())
         not_loaded = [
             k
             for k in missing

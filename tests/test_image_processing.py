@@ -146,3 +146,16 @@ def test_processor_output_feeds_miram_pretraining(tmp_path):
     model = MiramForPreTraining(tiny_miram_config())
     outputs = model(**inputs)
     assert torch.isfinite(outputs.loss) and outputs.logits[1].shape == (2, 64, 192)
+
+
+def test_for_processing_images_become_attenuation(tmp_path):
+    from dicom_factory import write_dicom
+
+    raw = np.full((64, 64), 15000, dtype=np.uint16)  # detector signal: high behind air
+    raw[16:48, :40] = 3000  # low behind the breast
+    path = write_dicom(tmp_path / "raw.dcm", raw, bits_stored=14, PresentationIntentType="FOR PROCESSING")
+    out = MammographyImageProcessor(size={"height": 64, "width": 64}, do_normalize=False, do_flip=False)(path)
+    pixels = out["pixel_values"][0, 0]
+    assert pixels[32, 10] > pixels[5, 60]  # the breast is brighter than the background after the log
+    expected = 1 - np.log1p(3000) / np.log1p(2**14 - 1)
+    assert abs(pixels[32, 10].item() - expected) < 1e-3

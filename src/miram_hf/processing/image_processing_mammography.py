@@ -23,7 +23,8 @@ class MammographyImageProcessor(BaseImageProcessor):
     Turns mammograms into `pixel_values` (and, for MIRAM, `target_pixel_values` at each reconstruction scale).
 
     Steps, each switchable:
-    1. read (`read_mammogram` for paths) and scale the intensities to [0, 1] from the real bit depth;
+    1. read (`read_mammogram` for paths) and scale the intensities to [0, 1] from the real bit depth; a
+       'FOR PROCESSING' (raw detector) image goes through a log and an inversion first, so that denser is higher;
     2. `do_breast_crop`: crop to the bounding box of the largest bright component (threshold at `breast_threshold`
        of the intensity range on a downsampled copy), which leaves out labels and burned-in text;
     3. `do_flip`: flip horizontally so that the chest wall (the side with more tissue) is on the left;
@@ -175,6 +176,8 @@ def to_array(image) -> tuple[np.ndarray, float]:
     if isinstance(image, (str, Path)):
         image = read_mammogram(image)
     if isinstance(image, Mammogram):
+        if image.presentation_intent == "FOR PROCESSING":
+            return for_processing_to_attenuation(image.pixel_array, image.max_value), 1.0
         return image.pixel_array, image.max_value
     if isinstance(image, Image.Image):
         image = np.asarray(image)
@@ -198,6 +201,13 @@ def to_array(image) -> tuple[np.ndarray, float]:
     if low < 0 or high > 1:  # float data of unknown range: stretch it
         return (array - low) / (high - low) if high > low else np.zeros_like(array), 1.0
     return array, 1.0
+
+
+def for_processing_to_attenuation(pixels: np.ndarray, top_value: float) -> np.ndarray:
+    """A 'FOR PROCESSING' image is raw detector signal, proportional to the X-rays that went through: high behind
+    air, low behind dense tissue. Its log (Beer-Lambert) is linear in attenuation; flipped, denser is higher, as in a
+    'FOR PRESENTATION' image. Returns float32 in [0, 1]."""
+    return (1.0 - np.log1p(pixels.astype(np.float32)) / np.log1p(top_value)).astype(np.float32)
 
 
 def to_unit_tensor(array: np.ndarray, top_value: float) -> torch.Tensor:

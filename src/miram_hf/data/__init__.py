@@ -1,0 +1,1 @@
+"""datasets builders for the mammography collections, the synthetic phantom and the pretraining mixtures."""

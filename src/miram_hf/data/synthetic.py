@@ -1,0 +1,171 @@
+"""A procedural mammogram phantom: the built-in data when no collection is given.
+
+Reproducible from a seed: a breast-shaped region of power-law (1/f^beta, beta about 3) anatomical texture, an
+optional pectoral muscle (MLO), masses with circumscribed, microlobulated, ill-defined or spiculated margins, and
+clusters of microcalcifications, benign (few, round, regular) or malignant (many, fine, pleomorphic, linear). The
+labels follow CBIS-DDSM's lesion tasks: four pathology classes and the five mass-margin atoms.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PATHOLOGY_NAMES = ("benign_mass", "malignant_mass", "benign_calcification", "malignant_calcification")
+MARGIN_NAMES = ("circumscribed", "ill_defined", "microlobulated", "obscured", "spiculated")
+BITS_STORED = 16
+TOP = 2**BITS_STORED - 1
+
+
+@dataclass
+class PhantomLesion:
+    box: tuple[int, int, int, int]  # (top, left, bottom, right), bottom and right exclusive
+    mask: np.ndarray  # boolean, the size of the box
+    pathology: int  # index into PATHOLOGY_NAMES
+    mass_margins: list[int] = field(default_factory=list)  # indices into MARGIN_NAMES; empty for calcifications
+
+
+@dataclass
+class Phantom:
+    image: np.ndarray  # (height, width) uint16, denser is brighter
+    breast_mask: np.ndarray  # boolean
+    laterality: str  # "L": chest wall on the left of the image; "R": on the right
+    view: str  # "CC" | "MLO"
+    lesions: list[PhantomLesion]
+
+
+def power_law_texture(shape: tuple[int, int], beta: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise whose power spectrum falls as 1/f^beta (breast parenchyma: beta about 3), zero mean, unit std."""
+    rows = np.fft.fftfreq(shape[0])[:, None]
+    columns = np.fft.rfftfreq(shape[1])[None, :]
+    frequency = np.sqrt(rows**2 + columns**2)
+    frequency[0, 0] = 1.0 / max(shape)
+    spectrum = (rng.standard_normal(frequency.shape) + 1j * rng.standard_normal(frequency.shape)) * frequency ** (
+        -beta / 2
+    )
+    spectrum[0, 0] = 0
+    texture = np.fft.irfft2(spectrum, s=shape)
+    return (texture - texture.mean()) / texture.std()
+
+
+def _breast_region(
+    height: int, width: int, view: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(breast mask, tissue thickness in [0, 1], pectoral muscle mask) with the chest wall on the left."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    depth = rng.uniform(0.7, 0.9) * width
+    half_height = rng.uniform(0.38, 0.46) * height
+    centre = height * rng.uniform(0.45, 0.55)
+    radius = (x / depth) ** 2 + ((y - centre) / half_height) ** 2
+    mask = radius < 1
+    thickness = np.clip(1 - radius, 0, 1) ** 0.35  # compressed breast: thin only near the skin line
+    pectoral = (x < 0.25 * width * (1 - y / (0.6 * height))) & (y < 0.6 * height) & (view == "MLO")
+    return mask | pectoral, thickness, pectoral
+
+
+def _place(height: int, width: int, size: int, mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+    """Top-left corner of a size x size box whose centre lies well inside the breast."""
+    for _ in range(200):
+        top, left = int(rng.integers(0, height - size)), int(rng.integers(0, width - size))
+        if mask[top + size // 2, left + size // 2] and mask[top, left + size // 2] and mask[top + size - 1, left]:
+            return top, left
+    return (height - size) // 2, 0
+
+
+def _mass(size: int, malignant: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(added density, mask, margin labels) of a mass in a size x size box."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) - (size - 1) / 2
+    angle, distance = np.arctan2(y, x), np.hypot(x, y)
+    radius = size * rng.uniform(0.18, 0.24)
+    if malignant and rng.random() < 0.6:  # spiculated: an irregular core with thin radiating spicules
+        core = radius * (1 + 0.15 * np.sin(3 * angle + rng.uniform(0, 6.28)))
+        density = np.clip((core - distance) / 2, 0, 1)
+        for spicule in rng.uniform(0, 2 * np.pi, int(rng.integers(8, 16))):
+            along = x * np.cos(spicule) + y * np.sin(spicule)
+            across = np.abs(-x * np.sin(spicule) + y * np.cos(spicule))
+            length = radius * rng.uniform(1.6, 2.3)
+            density = np.maximum(density, ((along > 0) & (along < length) & (across < 1.0)) * (1 - along / length))
+        margins = [MARGIN_NAMES.index("spiculated")]
+    elif malignant:  # ill-defined: a soft, blurred edge
+        density = np.clip(1.2 - distance / (1.4 * radius), 0, 1) ** 1.5
+        margins = [MARGIN_NAMES.index("ill_defined")]
+    elif rng.random() < 0.6:  # circumscribed: a sharp, smooth oval
+        stretch = rng.uniform(0.75, 1.0)
+        density = np.clip((radius - np.hypot(x, y / stretch)) / 0.8, 0, 1)
+        margins = [MARGIN_NAMES.index("circumscribed")]
+    else:  # microlobulated: small undulations on a sharp edge
+        lobes = radius * (1 + 0.12 * np.sin(int(rng.integers(5, 9)) * angle))
+        density = np.clip((lobes - distance) / 0.8, 0, 1)
+        margins = [MARGIN_NAMES.index("microlobulated")]
+    return density, density > 0.05, margins
+
+
+def _calcifications(size: int, malignant: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(added density, mask) of a cluster: benign = a few round, even, coarse specks; malignant = many fine ones of
+    varied size and shape, some linear."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    density = np.zeros((size, size), dtype=np.float32)
+    count = int(rng.integers(10, 22)) if malignant else int(rng.integers(3, 7))
+    spread = size * (0.2 if malignant else 0.22)  # standard deviation of the speck positions
+    for _ in range(count):
+        cy, cx = np.clip(rng.normal(size / 2, spread, 2), 3, size - 4)
+        if malignant:
+            radius = rng.uniform(0.4, 0.9)
+            elongation, angle = rng.uniform(1, 2.5), rng.uniform(0, np.pi)
+            u = (x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)
+            v = -(x - cx) * np.sin(angle) + (y - cy) * np.cos(angle)
+            speck = np.exp(-((u / elongation) ** 2 + v**2) / (2 * radius**2))
+        else:
+            radius = rng.uniform(1.8, 2.4)
+            speck = np.clip(radius + 0.5 - np.hypot(x - cx, y - cy), 0, 1)
+        density = np.maximum(density, speck)
+    return density, density > 0.5
+
+
+def generate_phantom(seed: int, height: int = 512, width: int = 384, max_lesions: int = 2) -> Phantom:
+    """One phantom mammogram from `seed` (same seed, same image)."""
+    rng = np.random.default_rng(seed)
+    laterality, view = ("L", "R")[int(rng.integers(2))], ("CC", "MLO")[int(rng.integers(2))]
+    mask, thickness, pectoral = _breast_region(height, width, view, rng)
+    texture = power_law_texture((height, width), beta=rng.uniform(2.8, 3.2), rng=rng)
+    density = 0.55 * thickness + 0.12 * texture * thickness + 0.2 * pectoral
+
+    lesions = []
+    for _ in range(int(rng.integers(1, max_lesions + 1))):
+        pathology = int(rng.integers(len(PATHOLOGY_NAMES)))
+        malignant = pathology in (1, 3)
+        size = int(min(height, width) * rng.uniform(0.14, 0.2))
+        top, left = _place(height, width, size, mask, rng)
+        if pathology < 2:
+            added, lesion_mask, margins = _mass(size, malignant, rng)
+            density[top : top + size, left : left + size] += 0.25 * added
+        else:
+            added, lesion_mask = _calcifications(size, malignant, rng)
+            margins = []
+            density[top : top + size, left : left + size] += 0.45 * added
+        rows, columns = np.nonzero(lesion_mask)
+        box = (
+            top + int(rows.min()),
+            left + int(columns.min()),
+            top + int(rows.max()) + 1,
+            left + int(columns.max()) + 1,
+        )
+        local = lesion_mask[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+        lesions.append(PhantomLesion(box, local, pathology, margins))
+
+    density = np.where(mask, density, 0.0) + rng.normal(0, 0.004, (height, width))  # quantum noise everywhere
+    image = np.clip(0.005 + density, 0, 1) * TOP
+    image = image.round().astype(np.uint16)
+    if laterality == "R":
+        image, mask = image[:, ::-1].copy(), mask[:, ::-1].copy()
+        lesions = [_mirror(lesion, width) for lesion in lesions]
+    return Phantom(image, mask, laterality, view, lesions)
+
+
+def _mirror(lesion: PhantomLesion, width: int) -> PhantomLesion:
+    top, left, bottom, right = lesion.box
+    return PhantomLesion(
+        (top, width - right, bottom, width - left), lesion.mask[:, ::-1].copy(), lesion.pathology, lesion.mass_margins
+    )
+
+
+__all__ = ["MARGIN_NAMES", "PATHOLOGY_NAMES", "Phantom", "PhantomLesion", "generate_phantom", "power_law_texture"]

@@ -1,1 +1,45 @@
 """datasets builders for the mammography collections, the synthetic phantom and the pretraining mixtures."""
+
+import datasets
+
+from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAMES
+from .synthetic import SyntheticMammography, generate_phantom
+
+# Collection name -> builder. The public collections (cbis-ddsm, inbreast, cmmd, vindr-mammo, mias, csaw-m, csaw-s,
+# bcdr) join here as their builders land.
+BUILDERS = {"synthetic": SyntheticMammography}
+
+
+def load_mammography(
+    name: str,
+    data_dir: str | None = None,
+    config_name: str | None = None,
+    split: str | None = None,
+    cache_dir: str | None = None,
+    strict: bool = False,
+    **config_kwargs,
+) -> datasets.Dataset | datasets.DatasetDict:
+    """Build (once; later calls read the cache) and load a collection's `images`, `lesions` or `tiles` config.
+
+    `data_dir` is the folder the collection was downloaded to (none for `synthetic`); `config_kwargs` set the
+    config's own fields (e.g. `num_images=16` for `synthetic`). A `DatasetDict` of every split when `split` is None.
+    """
+    if name not in BUILDERS:
+        raise ValueError(f"Unknown collection {name!r}; available now: {sorted(BUILDERS)}.")
+    builder = BUILDERS[name](
+        config_name=config_name, data_dir=data_dir, cache_dir=cache_dir, strict=strict, **config_kwargs
+    )
+    builder.download_and_prepare()
+    return builder.as_dataset(split=split)
+
+
+__all__ = [
+    "BUILDERS",
+    "IMAGE_FEATURES",
+    "LESION_FEATURES",
+    "MARGIN_NAMES",
+    "PATHOLOGY_NAMES",
+    "SyntheticMammography",
+    "generate_phantom",
+    "load_mammography",
+]

@@ -8,10 +8,20 @@ labels follow CBIS-DDSM's lesion tasks: four pathology classes and the five mass
 
 from dataclasses import dataclass, field
 
+import datasets
 import numpy as np
 
-PATHOLOGY_NAMES = ("benign_mass", "malignant_mass", "benign_calcification", "malignant_calcification")
-MARGIN_NAMES = ("circumscribed", "ill_defined", "microlobulated", "obscured", "spiculated")
+from ..processing.patches import Box, breast_mask, lesion_crop_box, random_background_boxes
+from .common import (
+    IMAGE_FEATURES,
+    LESION_FEATURES,
+    MARGIN_NAMES,
+    PATHOLOGY_NAMES,
+    MammographyBuilder,
+    MammographyConfig,
+    encode_mask,
+)
+
 BITS_STORED = 16
 TOP = 2**BITS_STORED - 1
 
@@ -168,4 +178,119 @@ def _mirror(lesion: PhantomLesion, width: int) -> PhantomLesion:
     )
 
 
-__all__ = ["MARGIN_NAMES", "PATHOLOGY_NAMES", "Phantom", "PhantomLesion", "generate_phantom", "power_law_texture"]
+@dataclass
+class SyntheticConfig(MammographyConfig):
+    """`images` or `lesions` of `num_images` phantoms (one patient each) drawn from `seed`; `validation_fraction` and
+    `test_fraction` of the patients go to those splits. Lesion crops add `context` of the lesion's size on every side
+    and are at least `min_crop_size` pixels; `background_crops_per_image` random crops of breast tissue away from the
+    lesions are added, flagged `is_background`."""
+
+    num_images: int = 64
+    seed: int = 0
+    height: int = 512
+    width: int = 384
+    max_lesions: int = 2
+    context: float = 0.2
+    min_crop_size: int = 64
+    background_crops_per_image: int = 0
+    validation_fraction: float = 0.125
+    test_fraction: float = 0.125
+
+    def validate(self) -> None:
+        if self.num_images < 3:
+            raise ValueError(f"num_images must be at least 3 (one per split), got {self.num_images}.")
+        if not 0 <= self.validation_fraction + self.test_fraction < 1:
+            raise ValueError("validation_fraction + test_fraction must be in [0, 1).")
+
+
+class SyntheticMammography(MammographyBuilder):
+    """The synthetic phantom with CBIS-DDSM's configs and label columns: what runs when no data is given."""
+
+    BUILDER_CONFIG_CLASS = SyntheticConfig
+    BUILDER_CONFIGS = [SyntheticConfig(name="images"), SyntheticConfig(name="lesions")]
+    DEFAULT_CONFIG_NAME = "lesions"
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=__doc__,
+            features=IMAGE_FEATURES if self.config.name == "images" else LESION_FEATURES,
+        )
+
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        config = self.config
+        seeds = [config.seed * 1_000_003 + i for i in range(config.num_images)]
+        n_test = max(1, round(config.test_fraction * len(seeds)))
+        n_validation = max(1, round(config.validation_fraction * len(seeds)))
+        splits = {
+            datasets.Split.TEST: seeds[:n_test],
+            datasets.Split.VALIDATION: seeds[n_test : n_test + n_validation],
+            datasets.Split.TRAIN: seeds[n_test + n_validation :],
+        }
+        return [datasets.SplitGenerator(name=name, gen_kwargs={"seeds": chunk}) for name, chunk in splits.items()]
+
+    def _generate_examples(self, seeds: list[int]):
+        config = self.config
+        for seed in seeds:
+            phantom = generate_phantom(seed, config.height, config.width, config.max_lesions)
+            common = {
+                "image_id": f"synthetic_{seed}",
+                "patient_id": f"SYN_{seed}",
+                "laterality": phantom.laterality,
+                "view": phantom.view,
+            }
+            if config.name == "images":
+                lesions = [
+                    {
+                        "box": list(lesion.box),
+                        "mask": encode_mask(lesion.mask),
+                        "label_pathology": lesion.pathology,
+                        "label_mass_margins": lesion.mass_margins,
+                    }
+                    for lesion in phantom.lesions
+                ]
+                yield common["image_id"], {"image": phantom.image, **common, "lesions": lesions}
+                continue
+            lesion_boxes = [Box(*lesion.box) for lesion in phantom.lesions]
+            for index, (lesion, box) in enumerate(zip(phantom.lesions, lesion_boxes, strict=True)):
+                crop = lesion_crop_box(phantom.image.shape, box, config.context, min_size=config.min_crop_size)
+                yield (
+                    f"{common['image_id']}_{index}",
+                    {
+                        "image": crop.crop(phantom.image),
+                        **common,
+                        "crop_box": [crop.top, crop.left, crop.bottom, crop.right],
+                        "lesion_box": list(lesion.box),
+                        "is_background": False,
+                        "label_pathology": lesion.pathology,
+                        "label_mass_margins": lesion.mass_margins,
+                    },
+                )
+            if config.background_crops_per_image:
+                mask = breast_mask(phantom.image, TOP)
+                rng = np.random.default_rng(seed)
+                boxes = random_background_boxes(
+                    mask, config.min_crop_size, config.background_crops_per_image, lesion_boxes, rng
+                )
+                for index, crop in enumerate(boxes):
+                    yield (
+                        f"{common['image_id']}_background_{index}",
+                        {
+                            "image": crop.crop(phantom.image),
+                            **common,
+                            "crop_box": [crop.top, crop.left, crop.bottom, crop.right],
+                            "lesion_box": [],
+                            "is_background": True,
+                            "label_pathology": -1,
+                            "label_mass_margins": [],
+                        },
+                    )
+
+
+__all__ = [
+    "Phantom",
+    "PhantomLesion",
+    "SyntheticConfig",
+    "SyntheticMammography",
+    "generate_phantom",
+    "power_law_texture",
+]

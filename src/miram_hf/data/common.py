@@ -1,0 +1,83 @@
+"""What the collection builders share: the column schemas (so that every collection's `images` and `lesions`
+configs have the same columns and a model trained on one reads another), the base config and builder.
+
+Images are stored as `datasets.Image()`: a 2-D uint16 array becomes a 16-bit TIFF and decodes exactly (PIL mode
+I;16); nothing is cut to 8 bits.
+"""
+
+import io
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+from PIL import Image
+
+# CBIS-DDSM's lesion tasks (the MIRAM paper's): four pathology classes (BENIGN_WITHOUT_CALLBACK counts as benign) and
+# the five atoms that mass-margin descriptions are made of.
+PATHOLOGY_NAMES = ("benign_mass", "malignant_mass", "benign_calcification", "malignant_calcification")
+MARGIN_NAMES = ("circumscribed", "ill_defined", "microlobulated", "obscured", "spiculated")
+
+LESION_LABELS = {
+    "label_pathology": datasets.ClassLabel(names=list(PATHOLOGY_NAMES)),
+    "label_mass_margins": datasets.List(datasets.ClassLabel(names=list(MARGIN_NAMES))),
+}
+
+IMAGE_FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "image_id": datasets.Value("string"),
+        "patient_id": datasets.Value("string"),
+        "laterality": datasets.Value("string"),
+        "view": datasets.Value("string"),
+        "lesions": datasets.List(
+            {
+                "box": datasets.List(datasets.Value("int32")),  # top, left, bottom, right in the image
+                "mask": datasets.Image(),  # the lesion's mask inside its box
+                **LESION_LABELS,
+            }
+        ),
+    }
+)
+
+LESION_FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),  # the crop, at native resolution and bit depth
+        "image_id": datasets.Value("string"),
+        "patient_id": datasets.Value("string"),
+        "laterality": datasets.Value("string"),
+        "view": datasets.Value("string"),
+        "crop_box": datasets.List(datasets.Value("int32")),  # where the crop lies in the image
+        "lesion_box": datasets.List(datasets.Value("int32")),  # where the lesion lies in the image
+        "is_background": datasets.Value("bool"),  # a random crop of breast tissue away from the lesions
+        **LESION_LABELS,  # -1 and [] on background crops
+    }
+)
+
+
+@dataclass
+class MammographyConfig(datasets.BuilderConfig):
+    """What every collection's config has: `strict=False` skips an unreadable file or an inconsistent row and reports
+    it at the end; `strict=True` raises at the first, naming it."""
+
+    strict: bool = False
+
+    def validate(self) -> None:
+        """Raise ValueError for inconsistent fields; collections with fields of their own extend it."""
+
+
+class MammographyBuilder(datasets.GeneratorBasedBuilder):
+    """Validates its config up front: datasets sets the fields given to the builder after the config is made."""
+
+    BUILDER_CONFIG_CLASS = MammographyConfig
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config.validate()
+
+
+def encode_mask(mask: np.ndarray) -> dict:
+    """A boolean mask as 8-bit PNG bytes (0 / 255). Arrays nested in a list of dicts reach datasets as Python lists
+    and come back as 32-bit images; encoded bytes keep the mask a mask."""
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+    return {"bytes": buffer.getvalue(), "path": None}

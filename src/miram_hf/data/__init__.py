@@ -2,12 +2,13 @@
 
 import datasets
 
-from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAMES
+from .cbis_ddsm import CbisDdsm
+from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAMES, MammographyBuildError
 from .synthetic import SyntheticMammography, generate_phantom
 
-# Collection name -> builder. The public collections (cbis-ddsm, inbreast, cmmd, vindr-mammo, mias, csaw-m, csaw-s,
-# bcdr) join here as their builders land.
-BUILDERS = {"synthetic": SyntheticMammography}
+# Collection name -> builder. The other public collections (inbreast, cmmd, vindr-mammo, mias, csaw-m, csaw-s, bcdr)
+# join here as their builders land.
+BUILDERS = {"cbis-ddsm": CbisDdsm, "synthetic": SyntheticMammography}
 
 
 def load_mammography(
@@ -29,12 +30,19 @@ def load_mammography(
     builder = BUILDERS[name](
         config_name=config_name, data_dir=data_dir, cache_dir=cache_dir, strict=strict, **config_kwargs
     )
-    builder.download_and_prepare()
+    try:
+        builder.download_and_prepare()
+    except datasets.exceptions.DatasetGenerationError as error:
+        if isinstance(error.__cause__, MammographyBuildError):  # strict mode: surface the file and the reason
+            raise error.__cause__ from None
+        raise
     return builder.as_dataset(split=split)
 
 
 __all__ = [
     "BUILDERS",
+    "CbisDdsm",
+    "MammographyBuildError",
     "IMAGE_FEATURES",
     "LESION_FEATURES",
     "MARGIN_NAMES",

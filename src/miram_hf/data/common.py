@@ -6,11 +6,14 @@ I;16); nothing is cut to 8 bits.
 """
 
 import io
+import logging
 from dataclasses import dataclass
 
 import datasets
 import numpy as np
 from PIL import Image
+
+logger = logging.getLogger(__name__)
 
 # CBIS-DDSM's lesion tasks (the MIRAM paper's): four pathology classes (BENIGN_WITHOUT_CALLBACK counts as benign) and
 # the five atoms that mass-margin descriptions are made of.
@@ -73,6 +76,29 @@ class MammographyBuilder(datasets.GeneratorBasedBuilder):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.config.validate()
+
+
+class MammographyBuildError(ValueError):
+    """A file or row a strict build cannot use; the message names it and says why."""
+
+
+class SkipReport:
+    """What a build skipped: with `strict`, the first problem raises `MammographyBuildError`; otherwise each one is
+    counted and `finish()` logs them all (which file or row, why). Nothing is dropped silently."""
+
+    def __init__(self, collection: str, strict: bool):
+        self.collection, self.strict = collection, strict
+        self.skipped: list[tuple[str, str]] = []
+
+    def skip(self, where, reason: str) -> None:
+        if self.strict:
+            raise MammographyBuildError(f"{self.collection}: {where}: {reason}")
+        self.skipped.append((str(where), reason))
+
+    def finish(self) -> None:
+        if self.skipped:
+            lines = "\n".join(f"  {where}: {reason}" for where, reason in self.skipped)
+            logger.warning("%s: skipped %d item(s):\n%s", self.collection, len(self.skipped), lines)
 
 
 def encode_mask(mask: np.ndarray) -> dict:

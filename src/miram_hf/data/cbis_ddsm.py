@@ -16,16 +16,16 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..processing.patches import lesion_crop_box, mask_box
+from ..processing.patches import mask_box
 from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
-    IMAGE_FEATURES,
-    LESION_FEATURES,
     MARGIN_NAMES,
     MammographyBuilder,
     MammographyConfig,
     SkipReport,
+    collection_features,
     encode_mask,
+    lesion_crop_row,
 )
 
 CSV_FILES = {
@@ -173,15 +173,10 @@ class CbisDdsm(MammographyBuilder):
     DEFAULT_CONFIG_NAME = "lesions"
 
     def _info(self) -> datasets.DatasetInfo:
-        base = IMAGE_FEATURES if self.config.name == "images" else LESION_FEATURES
-        features = dict(base)
+        features = collection_features(self.config.name, EXTRA_COLUMNS)
         if self.config.name == "images":
             features["breast_density"] = datasets.Value("int32")
-            lesion = dict(base["lesions"].feature)
-            features["lesions"] = datasets.List({**lesion, **EXTRA_COLUMNS})
-        else:
-            features.update(EXTRA_COLUMNS)
-        return datasets.DatasetInfo(description=__doc__, features=datasets.Features(features))
+        return datasets.DatasetInfo(description=__doc__, features=features)
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
         root = Path(self.config.data_dir) if self.config.data_dir else None
@@ -292,21 +287,19 @@ class CbisDdsm(MammographyBuilder):
         }
 
     def _lesion_row(self, image, abnormality: Abnormality, mask: np.ndarray) -> dict:
-        lesion = mask_box(mask)
-        crop = lesion_crop_box(image.pixel_array.shape, lesion, self.config.context, min_size=self.config.min_crop_size)
-        return {
-            "image": crop.crop(image.pixel_array),
-            "image_id": abnormality.subject,
-            "patient_id": abnormality.patient_id,
-            "laterality": abnormality.laterality,
-            "view": abnormality.view,
-            "crop_box": [crop.top, crop.left, crop.bottom, crop.right],
-            "lesion_box": [lesion.top, lesion.left, lesion.bottom, lesion.right],
-            "is_background": False,
-            "label_pathology": abnormality.label_pathology,
-            "label_mass_margins": abnormality.label_mass_margins,
+        return lesion_crop_row(
+            image.pixel_array,
+            mask_box(mask),
+            self.config.context,
+            self.config.min_crop_size,
+            image_id=abnormality.subject,
+            patient_id=abnormality.patient_id,
+            laterality=abnormality.laterality,
+            view=abnormality.view,
+            label_pathology=abnormality.label_pathology,
+            label_mass_margins=abnormality.label_mass_margins,
             **abnormality.attributes,
-        }
+        )
 
 
 __all__ = ["CbisDdsm", "CbisDdsmConfig", "parse_case_descriptions"]

@@ -13,6 +13,8 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from ..processing.patches import Box, lesion_crop_box
+
 logger = logging.getLogger(__name__)
 
 # CBIS-DDSM's lesion tasks (the MIRAM paper's): four pathology classes (BENIGN_WITHOUT_CALLBACK counts as benign) and
@@ -76,6 +78,44 @@ class MammographyBuilder(datasets.GeneratorBasedBuilder):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.config.validate()
+
+
+def collection_features(config_name: str, extras: dict) -> datasets.Features:
+    """The shared schema of `images` or `lesions` plus a collection's own lesion attributes (`extras`): columns of a
+    lesion row, and fields of each item of an image row's `lesions` list."""
+    if config_name == "images":
+        features = dict(IMAGE_FEATURES)
+        features["lesions"] = datasets.List({**IMAGE_FEATURES["lesions"].feature, **extras})
+        return datasets.Features(features)
+    return datasets.Features({**LESION_FEATURES, **extras})
+
+
+def lesion_crop_row(pixels: np.ndarray, lesion: Box, context: float, min_size: int, **fields) -> dict:
+    """A `lesions` row: the crop around `lesion` (with `context`, at least `min_size` pixels) and its boxes."""
+    crop = lesion_crop_box(pixels.shape, lesion, context, min_size=min_size)
+    return {
+        "image": crop.crop(pixels),
+        "crop_box": [crop.top, crop.left, crop.bottom, crop.right],
+        "lesion_box": [lesion.top, lesion.left, lesion.bottom, lesion.right],
+        "is_background": False,
+        **fields,
+    }
+
+
+def patient_split(patient_labels: dict[str, int], fractions: dict[str, float], seed: int) -> dict[str, str]:
+    """Patient -> split for a collection without an official one: no patient in two splits, each label (the
+    patient's stratum, e.g. any malignant finding) spread over the splits in the given fractions, shuffled by `seed`."""
+    if abs(sum(fractions.values()) - 1) > 1e-6:
+        raise ValueError(f"split fractions must sum to 1, got {fractions}.")
+    rng = np.random.default_rng(seed)
+    assignment = {}
+    for label in sorted(set(patient_labels.values())):
+        patients = sorted(p for p, value in patient_labels.items() if value == label)
+        rng.shuffle(patients)
+        edges = np.round(np.cumsum([0, *fractions.values()]) * len(patients)).astype(int)
+        for name, start, end in zip(fractions, edges[:-1], edges[1:], strict=True):
+            assignment.update(dict.fromkeys(patients[start:end], name))
+    return assignment
 
 
 class MammographyBuildError(ValueError):

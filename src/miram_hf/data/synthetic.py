@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 
-from ..processing.patches import Box, breast_mask, lesion_crop_box, random_background_boxes
+from ..processing.patches import Box, breast_mask, random_background_boxes
 from .common import (
     IMAGE_FEATURES,
     LESION_FEATURES,
@@ -20,6 +20,7 @@ from .common import (
     MammographyBuilder,
     MammographyConfig,
     encode_mask,
+    lesion_crop_row,
 )
 
 BITS_STORED = 16
@@ -252,18 +253,17 @@ class SyntheticMammography(MammographyBuilder):
                 continue
             lesion_boxes = [Box(*lesion.box) for lesion in phantom.lesions]
             for index, (lesion, box) in enumerate(zip(phantom.lesions, lesion_boxes, strict=True)):
-                crop = lesion_crop_box(phantom.image.shape, box, config.context, min_size=config.min_crop_size)
                 yield (
                     f"{common['image_id']}_{index}",
-                    {
-                        "image": crop.crop(phantom.image),
+                    lesion_crop_row(
+                        phantom.image,
+                        box,
+                        config.context,
+                        config.min_crop_size,
                         **common,
-                        "crop_box": [crop.top, crop.left, crop.bottom, crop.right],
-                        "lesion_box": list(lesion.box),
-                        "is_background": False,
-                        "label_pathology": lesion.pathology,
-                        "label_mass_margins": lesion.mass_margins,
-                    },
+                        label_pathology=lesion.pathology,
+                        label_mass_margins=lesion.mass_margins,
+                    ),
                 )
             if config.background_crops_per_image:
                 mask = breast_mask(phantom.image, TOP)

@@ -4,11 +4,12 @@ import datasets
 
 from .cbis_ddsm import CbisDdsm
 from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAMES, MammographyBuildError
+from .mias import Mias
 from .synthetic import SyntheticMammography, generate_phantom
 
-# Collection name -> builder. The other public collections (inbreast, cmmd, vindr-mammo, mias, csaw-m, csaw-s, bcdr)
+# Collection name -> builder. The other public collections (inbreast, cmmd, vindr-mammo, csaw-m, csaw-s, bcdr)
 # join here as their builders land.
-BUILDERS = {"cbis-ddsm": CbisDdsm, "synthetic": SyntheticMammography}
+BUILDERS = {"cbis-ddsm": CbisDdsm, "mias": Mias, "synthetic": SyntheticMammography}
 
 
 def load_mammography(
@@ -23,7 +24,8 @@ def load_mammography(
     """Build (once; later calls read the cache) and load a collection's `images`, `lesions` or `tiles` config.
 
     `data_dir` is the folder the collection was downloaded to (none for `synthetic`); `config_kwargs` set the
-    config's own fields (e.g. `num_images=16` for `synthetic`). A `DatasetDict` of every split when `split` is None.
+    config's own fields (e.g. `num_images=16` for `synthetic`). A `DatasetDict` of every non-empty split when `split`
+    is None.
     """
     if name not in BUILDERS:
         raise ValueError(f"Unknown collection {name!r}; available now: {sorted(BUILDERS)}.")
@@ -36,13 +38,19 @@ def load_mammography(
         if isinstance(error.__cause__, MammographyBuildError):  # strict mode: surface the file and the reason
             raise error.__cause__ from None
         raise
-    return builder.as_dataset(split=split)
+    if split is not None:
+        return builder.as_dataset(split=split)
+    # a small collection can leave a split empty (no lesion among its patients): datasets cannot load those
+    return datasets.DatasetDict(
+        {name: builder.as_dataset(split=name) for name, info in builder.info.splits.items() if info.num_examples}
+    )
 
 
 __all__ = [
     "BUILDERS",
     "CbisDdsm",
     "MammographyBuildError",
+    "Mias",
     "IMAGE_FEATURES",
     "LESION_FEATURES",
     "MARGIN_NAMES",

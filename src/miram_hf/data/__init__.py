@@ -4,12 +4,13 @@ import datasets
 
 from .cbis_ddsm import CbisDdsm
 from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAMES, MammographyBuildError
+from .inbreast import Inbreast
 from .mias import Mias
 from .synthetic import SyntheticMammography, generate_phantom
 
-# Collection name -> builder. The other public collections (inbreast, cmmd, vindr-mammo, csaw-m, csaw-s, bcdr)
+# Collection name -> builder. The other public collections (cmmd, vindr-mammo, csaw-m, csaw-s, bcdr)
 # join here as their builders land.
-BUILDERS = {"cbis-ddsm": CbisDdsm, "mias": Mias, "synthetic": SyntheticMammography}
+BUILDERS = {"cbis-ddsm": CbisDdsm, "inbreast": Inbreast, "mias": Mias, "synthetic": SyntheticMammography}
 
 
 def load_mammography(
@@ -49,6 +50,7 @@ def load_mammography(
 __all__ = [
     "BUILDERS",
     "CbisDdsm",
+    "Inbreast",
     "MammographyBuildError",
     "Mias",
     "IMAGE_FEATURES",

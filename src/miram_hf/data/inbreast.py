@@ -1,0 +1,246 @@
+"""INbreast as a datasets builder (restricted licence: users obtain the data themselves). See collections.md.
+
+`INbreast.csv` (`;`-separated: Patient ID;Patient age;Laterality;View;Acquisition date;File Name;ACR;Bi-Rads, the
+patient and age cells reading `removed`) gives one row per image; `AllDICOMs/<File Name>_<patient>_MG_<L|R>_<CC|ML>_
+ANON.dcm` is the image (the patient comes from its name) and `AllXML/<File Name>.xml`, an Apple plist, outlines its
+findings: `Point_px` strings "(x, y)" with x the column; ROIs of one or two points are calcifications. INbreast has
+no per-lesion pathology: lesion rows carry the finding type and the image's BI-RADS, with `label_pathology` -1. There
+is no official split: a patient-level split stratified by BI-RADS >= 4 and seeded is made and written into the info.
+"""
+
+import csv
+import plistlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..processing.patches import Box
+from ..processing.reading import MammogramReadError, read_mammogram
+from .common import (
+    MammographyBuilder,
+    MammographyConfig,
+    SkipReport,
+    collection_features,
+    encode_mask,
+    lesion_crop_row,
+    patient_split,
+)
+
+# ROI names as written in the XML files, typos included -> finding type
+FINDING_TYPES = {
+    "mass": "mass",
+    "calcification": "calcification",
+    "calcifications": "calcification",
+    "cluster": "calcification_cluster",
+    "asymmetry": "asymmetry",
+    "assymetry": "asymmetry",
+    "distortion": "distortion",
+    "spiculated region": "spiculated_region",
+    "espiculated region": "spiculated_region",
+}
+POINT_RADIUS = 4  # pixels around a calcification given as a point
+EXTRA_COLUMNS = {"finding_type": datasets.Value("string"), "birads": datasets.Value("string")}
+
+
+@dataclass
+class InbreastImage:
+    file_name: str
+    laterality: str
+    view: str
+    acr: str
+    birads: str
+    source: str
+
+
+@dataclass
+class Finding:
+    finding_type: str
+    box: Box
+    mask: np.ndarray  # inside the box
+
+
+def read_csv(path: Path) -> tuple[list[InbreastImage], list[tuple[str, str]]]:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.reader(handle, delimiter=";"))
+    header = [cell.strip() for cell in rows[0]]
+    images, problems = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        record = dict(zip(header, (cell.strip() for cell in row), strict=False))
+        if not record.get("File Name", "").isdigit():
+            problems.append((f"{path.name}:{line}", f"no file name in {row}"))
+            continue
+        view = record.get("View", "").upper()
+        images.append(
+            InbreastImage(
+                file_name=record["File Name"],
+                laterality=record.get("Laterality", "").upper(),
+                view="MLO" if view == "ML" else view,
+                acr=record.get("ACR", ""),
+                birads=record.get("Bi-Rads", "").lower(),
+                source=f"{path.name}:{line}",
+            )
+        )
+    return images, problems
+
+
+def _point(text: str) -> tuple[float, float]:
+    x, y = (float(value) for value in re.findall(r"[-\d.]+", text)[:2])
+    return x, y
+
+
+def read_findings(path: Path, shape: tuple[int, int]) -> list[Finding]:
+    """The outlined findings of one image's XML plist, as boxes and masks."""
+    with open(path, "rb") as handle:
+        plist = plistlib.load(handle)
+    findings = []
+    for image in plist.get("Images", []):
+        for roi in image.get("ROIs", []):
+            points = [_point(point) for point in roi.get("Point_px", [])]
+            if not points:
+                continue
+            name = str(roi.get("Name", "")).strip().lower()
+            finding_type = FINDING_TYPES.get(name, name.replace(" ", "_") or "unknown")
+            columns, rows = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+            radius = POINT_RADIUS if len(points) <= 2 else 0
+            top, left = int(max(0, np.floor(rows.min()) - radius)), int(max(0, np.floor(columns.min()) - radius))
+            bottom = int(min(shape[0], np.ceil(rows.max()) + radius + 1))
+            right = int(min(shape[1], np.ceil(columns.max()) + radius + 1))
+            canvas = Image.new("1", (right - left, bottom - top))
+            local = [(x - left, y - top) for x, y in points]
+            if len(points) <= 2:  # calcification: a small disc around each point
+                if len(points) == 2:
+                    ImageDraw.Draw(canvas).line(local, fill=1, width=2 * POINT_RADIUS)
+                for x, y in local:
+                    ImageDraw.Draw(canvas).ellipse(
+                        [x - POINT_RADIUS, y - POINT_RADIUS, x + POINT_RADIUS, y + POINT_RADIUS], fill=1
+                    )
+            else:
+                ImageDraw.Draw(canvas).polygon(local, fill=1, outline=1)
+            findings.append(Finding(finding_type, Box(top, left, bottom, right), np.array(canvas, dtype=bool)))
+    return findings
+
+
+@dataclass
+class InbreastConfig(MammographyConfig):
+    context: float = 0.2
+    min_crop_size: int = 64
+    split_seed: int = 0
+    fractions: dict = field(default_factory=lambda: {"train": 0.7, "validation": 0.1, "test": 0.2})
+
+
+class Inbreast(MammographyBuilder):
+    BUILDER_CONFIG_CLASS = InbreastConfig
+    BUILDER_CONFIGS = [InbreastConfig(name="images"), InbreastConfig(name="lesions")]
+    DEFAULT_CONFIG_NAME = "lesions"
+
+    def _info(self) -> datasets.DatasetInfo:
+        features = collection_features(self.config.name, EXTRA_COLUMNS)
+        if self.config.name == "images":
+            features["birads"] = datasets.Value("string")
+            features["acr"] = datasets.Value("string")
+        rule = (
+            f"Patient-level split stratified by BI-RADS >= 4: {self.config.fractions}, seed {self.config.split_seed}."
+        )
+        return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=features)
+
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        root = Path(self.config.data_dir) if self.config.data_dir else None
+        if root is None or not (root / "INbreast.csv").is_file() or not (root / "AllDICOMs").is_dir():
+            raise ValueError(
+                f"INbreast data_dir {root} must hold INbreast.csv, AllDICOMs/ (<File Name>_<patient>_MG_<L|R>_<CC|ML>_"
+                "ANON.dcm) and AllXML/ (<File Name>.xml)."
+            )
+        images, problems = read_csv(root / "INbreast.csv")
+        dicoms = {path.name.split("_")[0]: path for path in (root / "AllDICOMs").glob("*.dcm")}
+        patients = {image.file_name: _patient(dicoms.get(image.file_name)) for image in images}
+        suspicious = {}
+        for image in images:
+            patient = patients[image.file_name]
+            suspicious[patient] = max(suspicious.get(patient, 0), int(image.birads[:1] in ("4", "5", "6")))
+        assignment = patient_split(suspicious, self.config.fractions, self.config.split_seed)
+        return [
+            datasets.SplitGenerator(
+                name=split,
+                gen_kwargs={
+                    "images": [i for i in images if assignment[patients[i.file_name]] == split],
+                    "dicoms": dicoms,
+                    "xml_dir": root / "AllXML",
+                    "problems": problems if split == "train" else [],
+                },
+            )
+            for split in self.config.fractions
+        ]
+
+    def _generate_examples(self, images: list[InbreastImage], dicoms: dict, xml_dir: Path, problems: list):
+        report = SkipReport("INbreast", strict=self.config.strict)
+        for where, reason in problems:
+            report.skip(where, reason)
+        for image in images:
+            if image.file_name not in dicoms:
+                report.skip(image.source, f"no AllDICOMs/{image.file_name}_*.dcm")
+                continue
+            try:
+                mammogram = read_mammogram(dicoms[image.file_name])
+            except MammogramReadError as error:
+                report.skip(image.source, str(error))
+                continue
+            xml = xml_dir / f"{image.file_name}.xml"
+            try:
+                findings = read_findings(xml, mammogram.pixel_array.shape) if xml.is_file() else []
+            except Exception as error:  # a damaged plist: report it, keep going
+                report.skip(xml, f"unreadable XML ({type(error).__name__}: {error})")
+                continue
+            common = {
+                "image_id": image.file_name,
+                "patient_id": _patient(dicoms[image.file_name]),
+                "laterality": image.laterality,
+                "view": image.view,
+            }
+            labels = {"label_pathology": -1, "label_mass_margins": [], "birads": image.birads}
+            if self.config.name == "images":
+                yield (
+                    image.file_name,
+                    {
+                        "image": mammogram.pixel_array,
+                        **common,
+                        "birads": image.birads,
+                        "acr": image.acr,
+                        "lesions": [
+                            {
+                                "box": [f.box.top, f.box.left, f.box.bottom, f.box.right],
+                                "mask": encode_mask(f.mask),
+                                "finding_type": f.finding_type,
+                                **labels,
+                            }
+                            for f in findings
+                        ],
+                    },
+                )
+                continue
+            for index, finding in enumerate(findings):
+                yield (
+                    f"{image.file_name}_{index}",
+                    lesion_crop_row(
+                        mammogram.pixel_array,
+                        finding.box,
+                        self.config.context,
+                        self.config.min_crop_size,
+                        **common,
+                        finding_type=finding.finding_type,
+                        **labels,
+                    ),
+                )
+        report.finish()
+
+
+def _patient(dicom: Path | None) -> str:
+    """The 16-hex patient id of the file name (the CSV's Patient ID reads `removed`)."""
+    parts = dicom.name.split("_") if dicom is not None else []
+    return parts[1] if len(parts) > 1 else "unknown"
+
+
+__all__ = ["Inbreast", "InbreastConfig", "read_csv", "read_findings"]

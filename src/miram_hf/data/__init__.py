@@ -7,9 +7,11 @@ from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAM
 from .inbreast import Inbreast
 from .mias import Mias
 from .synthetic import SyntheticMammography, generate_phantom
+from .tiles import tile_images
 
 # Collection name -> builder. The other public collections (cmmd, vindr-mammo, csaw-m, csaw-s, bcdr)
 # join here as their builders land.
+TILE_OPTIONS = ("tile_size", "overlap", "max_background")
 BUILDERS = {"cbis-ddsm": CbisDdsm, "inbreast": Inbreast, "mias": Mias, "synthetic": SyntheticMammography}
 
 
@@ -25,11 +27,17 @@ def load_mammography(
     """Build (once; later calls read the cache) and load a collection's `images`, `lesions` or `tiles` config.
 
     `data_dir` is the folder the collection was downloaded to (none for `synthetic`); `config_kwargs` set the
-    config's own fields (e.g. `num_images=16` for `synthetic`). A `DatasetDict` of every non-empty split when `split`
-    is None.
+    config's own fields (e.g. `num_images=16` for `synthetic`; `tile_size`, `overlap`, `max_background` for `tiles`,
+    which are cut from the `images` config). A `DatasetDict` of every non-empty split when `split` is None.
     """
     if name not in BUILDERS:
         raise ValueError(f"Unknown collection {name!r}; available now: {sorted(BUILDERS)}.")
+    if config_name == "tiles":
+        tile_options = {key: config_kwargs.pop(key) for key in TILE_OPTIONS if key in config_kwargs}
+        images = load_mammography(name, data_dir, "images", split, cache_dir, strict, **config_kwargs)
+        if isinstance(images, datasets.DatasetDict):
+            return datasets.DatasetDict({key: tile_images(value, **tile_options) for key, value in images.items()})
+        return tile_images(images, **tile_options)
     builder = BUILDERS[name](
         config_name=config_name, data_dir=data_dir, cache_dir=cache_dir, strict=strict, **config_kwargs
     )
@@ -60,4 +68,5 @@ __all__ = [
     "SyntheticMammography",
     "generate_phantom",
     "load_mammography",
+    "tile_images",
 ]

@@ -3,16 +3,17 @@
 import datasets
 
 from .cbis_ddsm import CbisDdsm
+from .cmmd import Cmmd
 from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAMES, MammographyBuildError
 from .inbreast import Inbreast
 from .mias import Mias
 from .synthetic import SyntheticMammography, generate_phantom
 from .tiles import tile_images
 
-# Collection name -> builder. The other public collections (cmmd, vindr-mammo, csaw-m, csaw-s, bcdr)
+# Collection name -> builder. The other public collections (vindr-mammo, csaw-m, csaw-s, bcdr)
 # join here as their builders land.
 TILE_OPTIONS = ("tile_size", "overlap", "max_background")
-BUILDERS = {"cbis-ddsm": CbisDdsm, "inbreast": Inbreast, "mias": Mias, "synthetic": SyntheticMammography}
+BUILDERS = {"cbis-ddsm": CbisDdsm, "cmmd": Cmmd, "inbreast": Inbreast, "mias": Mias, "synthetic": SyntheticMammography}
 
 
 def load_mammography(
@@ -58,6 +59,7 @@ def load_mammography(
 __all__ = [
     "BUILDERS",
     "CbisDdsm",
+    "Cmmd",
     "Inbreast",
     "MammographyBuildError",
     "Mias",

@@ -1,0 +1,149 @@
+"""CMMD (The Chinese Mammography Database, TCIA) as a datasets builder: image-level labels only (`images`, and the
+`tiles` cut from them). See collections.md.
+
+`CMMD_clinicaldata_revision.xlsx` has one row per labelled breast (ID1, LeftRight, Age, number, abnormality,
+classification, subtype); the tree is `CMMD/<ID1>/<date>-NA-NA-<5 digits>/<n>.000000-NA-<5 digits>/1-<k>.dcm`, one
+series per patient of 2 or 4 images whose breast and view are only in their tags (ImageLaterality, and the view in
+ViewCodeSequence). Many images show the unlabelled other breast: they are kept with `label_malignant` -1, for
+pretraining. There is no official split: a patient-level split stratified by malignancy and seeded is made.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+from ..processing.reading import MammogramReadError, read_mammogram
+from .common import MammographyBuilder, MammographyConfig, SkipReport, patient_split
+
+CLINICAL_SHEET = "CMMD_clinicaldata_revision.xlsx"
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "image_id": datasets.Value("string"),
+        "patient_id": datasets.Value("string"),
+        "laterality": datasets.Value("string"),
+        "view": datasets.Value("string"),
+        "label_malignant": datasets.ClassLabel(names=["benign", "malignant"]),  # -1: the unlabelled breast
+        "abnormality": datasets.Value("string"),  # mass | calcification | both | "" (unlabelled)
+        "subtype": datasets.Value("string"),
+        "number": datasets.Value("int32"),  # meaning unknown (collections.md); None when blank
+        "age": datasets.Value("int32"),
+    }
+)
+
+
+def read_clinical_sheet(path: Path) -> tuple[dict[tuple[str, str], dict], list[tuple[str, str]]]:
+    """(patient, "L" | "R") -> the breast's clinical row, and (row, reason) for rows that cannot be used."""
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(path, read_only=True).active
+    rows = sheet.iter_rows(values_only=True)
+    header = [str(cell).strip() if cell is not None else "" for cell in next(rows)]
+    breasts, problems = {}, []
+    for number, row in enumerate(rows, start=2):
+        record = {name: ("" if value is None else str(value).strip()) for name, value in zip(header, row, strict=False)}
+        side = record.get("LeftRight", "").upper()[:1]
+        classification = record.get("classification", "").lower()
+        if not record.get("ID1") or side not in ("L", "R") or classification not in ("benign", "malignant"):
+            problems.append((f"{path.name}:{number}", f"incomplete row {record}"))
+            continue
+        breasts[record["ID1"], side] = {
+            "label_malignant": int(classification == "malignant"),
+            "abnormality": record.get("abnormality", "").lower(),
+            "subtype": record.get("subtype", ""),
+            "number": int(float(record["number"])) if record.get("number") else None,
+            "age": int(float(record["Age"])) if record.get("Age") else None,
+        }
+    return breasts, problems
+
+
+@dataclass
+class CmmdConfig(MammographyConfig):
+    split_seed: int = 0
+    fractions: dict = field(default_factory=lambda: {"train": 0.7, "validation": 0.1, "test": 0.2})
+
+
+class Cmmd(MammographyBuilder):
+    BUILDER_CONFIG_CLASS = CmmdConfig
+    BUILDER_CONFIGS = [CmmdConfig(name="images")]
+    DEFAULT_CONFIG_NAME = "images"
+
+    def _info(self) -> datasets.DatasetInfo:
+        rule = f"Patient-level split stratified by malignancy: {self.config.fractions}, seed {self.config.split_seed}."
+        return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=FEATURES)
+
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        root = Path(self.config.data_dir) if self.config.data_dir else None
+        sheet = next(iter(sorted(root.rglob(CLINICAL_SHEET))), None) if root and root.is_dir() else None
+        if sheet is None:
+            raise ValueError(
+                f"CMMD data_dir {root} must hold {CLINICAL_SHEET} and the DICOM tree "
+                "CMMD/<ID1>/<study>/<series>/1-<k>.dcm (as the NBIA Data Retriever writes it)."
+            )
+        breasts, problems = read_clinical_sheet(sheet)
+        patient_folders = {
+            folder.name: folder
+            for base in (root, root / "CMMD")
+            if base.is_dir()
+            for folder in base.iterdir()
+            if folder.is_dir() and folder.name[:3] in ("D1-", "D2-")
+        }
+        malignant = {}
+        for (patient, _), breast in breasts.items():
+            malignant[patient] = max(malignant.get(patient, 0), breast["label_malignant"])
+        for patient in patient_folders:
+            malignant.setdefault(patient, 0)
+        assignment = patient_split(malignant, self.config.fractions, self.config.split_seed)
+        return [
+            datasets.SplitGenerator(
+                name=split,
+                gen_kwargs={
+                    "patients": sorted(p for p in malignant if assignment[p] == split),
+                    "folders": patient_folders,
+                    "breasts": breasts,
+                    "problems": problems if split == "train" else [],
+                },
+            )
+            for split in self.config.fractions
+        ]
+
+    def _generate_examples(self, patients: list[str], folders: dict, breasts: dict, problems: list):
+        report = SkipReport("CMMD", strict=self.config.strict)
+        for where, reason in problems:
+            report.skip(where, reason)
+        unlabelled = {"label_malignant": -1, "abnormality": "", "subtype": "", "number": None, "age": None}
+        for patient in patients:
+            if patient not in folders:
+                report.skip(patient, "in the clinical sheet but no image folder")
+                continue
+            seen = set()
+            for path in sorted(folders[patient].rglob("*.dcm")):
+                try:
+                    mammogram = read_mammogram(path)
+                except MammogramReadError as error:
+                    report.skip(path, str(error))
+                    continue
+                if mammogram.laterality is None or mammogram.view is None:
+                    report.skip(path, "no laterality or view in the tags: cannot tell which breast it shows")
+                    continue
+                image_id = f"{patient}_{mammogram.laterality}_{mammogram.view}"
+                if image_id in seen:
+                    report.skip(path, f"a second {mammogram.laterality} {mammogram.view} image of {patient}")
+                    continue
+                seen.add(image_id)
+                yield (
+                    image_id,
+                    {
+                        "image": mammogram.pixel_array,
+                        "image_id": image_id,
+                        "patient_id": patient,
+                        "laterality": mammogram.laterality,
+                        "view": mammogram.view,
+                        **breasts.get((patient, mammogram.laterality), unlabelled),
+                    },
+                )
+        report.finish()
+
+
+__all__ = ["Cmmd", "CmmdConfig", "read_clinical_sheet"]

@@ -7,6 +7,7 @@ from .cmmd import Cmmd
 from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAMES, MammographyBuildError
 from .inbreast import Inbreast
 from .mias import Mias
+from .mixtures import pretraining_mixture
 from .synthetic import SyntheticMammography, generate_phantom
 from .tiles import tile_images
 
@@ -70,5 +71,6 @@ __all__ = [
     "SyntheticMammography",
     "generate_phantom",
     "load_mammography",
+    "pretraining_mixture",
     "tile_images",
 ]

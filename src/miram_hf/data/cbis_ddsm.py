@@ -157,19 +157,11 @@ class SeriesLocator:
         return []
 
 
-@dataclass
-class CbisDdsmConfig(MammographyConfig):
-    """`lesions` crops add `context` of the lesion's size on every side and are at least `min_crop_size` pixels."""
-
-    context: float = 0.2
-    min_crop_size: int = 128
-
-
 class CbisDdsm(MammographyBuilder):
     """CBIS-DDSM with its official train / test split (the CSV files)."""
 
-    BUILDER_CONFIG_CLASS = CbisDdsmConfig
-    BUILDER_CONFIGS = [CbisDdsmConfig(name="images"), CbisDdsmConfig(name="lesions")]
+    BUILDER_CONFIG_CLASS = MammographyConfig
+    BUILDER_CONFIGS = [MammographyConfig(name="images"), MammographyConfig(name="lesions")]
     DEFAULT_CONFIG_NAME = "lesions"
 
     def _info(self) -> datasets.DatasetInfo:
@@ -302,4 +294,4 @@ class CbisDdsm(MammographyBuilder):
         )
 
 
-__all__ = ["CbisDdsm", "CbisDdsmConfig", "parse_case_descriptions"]
+__all__ = ["CbisDdsm", "parse_case_descriptions"]

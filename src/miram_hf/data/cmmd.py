@@ -8,13 +8,12 @@ ViewCodeSequence). Many images show the unlabelled other breast: they are kept w
 pretraining. There is no official split: a patient-level split stratified by malignancy and seeded is made.
 """
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 
 from ..processing.reading import MammogramReadError, read_mammogram
-from .common import MammographyBuilder, MammographyConfig, SkipReport, patient_split
+from .common import MammographyBuilder, PatientSplitConfig, SkipReport, patient_split
 
 CLINICAL_SHEET = "CMMD_clinicaldata_revision.xlsx"
 FEATURES = datasets.Features(
@@ -58,15 +57,9 @@ def read_clinical_sheet(path: Path) -> tuple[dict[tuple[str, str], dict], list[t
     return breasts, problems
 
 
-@dataclass
-class CmmdConfig(MammographyConfig):
-    split_seed: int = 0
-    fractions: dict = field(default_factory=lambda: {"train": 0.7, "validation": 0.1, "test": 0.2})
-
-
 class Cmmd(MammographyBuilder):
-    BUILDER_CONFIG_CLASS = CmmdConfig
-    BUILDER_CONFIGS = [CmmdConfig(name="images")]
+    BUILDER_CONFIG_CLASS = PatientSplitConfig
+    BUILDER_CONFIGS = [PatientSplitConfig(name="images")]
     DEFAULT_CONFIG_NAME = "images"
 
     def _info(self) -> datasets.DatasetInfo:
@@ -146,4 +139,4 @@ class Cmmd(MammographyBuilder):
         report.finish()
 
 
-__all__ = ["Cmmd", "CmmdConfig", "read_clinical_sheet"]
+__all__ = ["Cmmd", "read_clinical_sheet"]

@@ -7,7 +7,7 @@ I;16); nothing is cut to 8 bits.
 
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
@@ -62,12 +62,24 @@ LESION_FEATURES = datasets.Features(
 @dataclass
 class MammographyConfig(datasets.BuilderConfig):
     """What every collection's config has: `strict=False` skips an unreadable file or an inconsistent row and reports
-    it at the end; `strict=True` raises at the first, naming it."""
+    it at the end; `strict=True` raises at the first, naming it. `lesions` crops add `context` (a fraction of the
+    lesion's size) on every side and are at least `min_crop_size` pixels."""
 
     strict: bool = False
+    context: float = 0.2
+    min_crop_size: int = 64
 
     def validate(self) -> None:
         """Raise ValueError for inconsistent fields; collections with fields of their own extend it."""
+
+
+@dataclass
+class PatientSplitConfig(MammographyConfig):
+    """For collections without an official split: `fractions` of the patients go to each split, stratified and
+    shuffled by `split_seed` (`patient_split`)."""
+
+    split_seed: int = 0
+    fractions: dict = field(default_factory=lambda: {"train": 0.7, "validation": 0.1, "test": 0.2})
 
 
 class MammographyBuilder(datasets.GeneratorBasedBuilder):

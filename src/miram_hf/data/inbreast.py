@@ -11,7 +11,7 @@ is no official split: a patient-level split stratified by BI-RADS >= 4 and seede
 import csv
 import plistlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -22,7 +22,7 @@ from ..processing.patches import Box
 from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
     MammographyBuilder,
-    MammographyConfig,
+    PatientSplitConfig,
     SkipReport,
     collection_features,
     encode_mask,
@@ -124,17 +124,9 @@ def read_findings(path: Path, shape: tuple[int, int]) -> list[Finding]:
     return findings
 
 
-@dataclass
-class InbreastConfig(MammographyConfig):
-    context: float = 0.2
-    min_crop_size: int = 64
-    split_seed: int = 0
-    fractions: dict = field(default_factory=lambda: {"train": 0.7, "validation": 0.1, "test": 0.2})
-
-
 class Inbreast(MammographyBuilder):
-    BUILDER_CONFIG_CLASS = InbreastConfig
-    BUILDER_CONFIGS = [InbreastConfig(name="images"), InbreastConfig(name="lesions")]
+    BUILDER_CONFIG_CLASS = PatientSplitConfig
+    BUILDER_CONFIGS = [PatientSplitConfig(name="images"), PatientSplitConfig(name="lesions")]
     DEFAULT_CONFIG_NAME = "lesions"
 
     def _info(self) -> datasets.DatasetInfo:
@@ -243,4 +235,4 @@ def _patient(dicom: Path | None) -> str:
     return parts[1] if len(parts) > 1 else "unknown"
 
 
-__all__ = ["Inbreast", "InbreastConfig", "read_csv", "read_findings"]
+__all__ = ["Inbreast", "read_csv", "read_findings"]

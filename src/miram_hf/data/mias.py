@@ -8,7 +8,7 @@ two breasts of one woman, even numbers the left one. There is no official split:
 the worst finding and seeded, is made and written into the dataset info.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -19,7 +19,7 @@ from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
     MARGIN_NAMES,
     MammographyBuilder,
-    MammographyConfig,
+    PatientSplitConfig,
     SkipReport,
     collection_features,
     encode_mask,
@@ -89,20 +89,9 @@ def worst_finding(findings: list[MiasFinding]) -> int:
     return max(("", "B", "M").index(f.severity) if f.severity in ("B", "M") else 0 for f in findings)
 
 
-@dataclass
-class MiasConfig(MammographyConfig):
-    """Lesion crops add `context` and are at least `min_crop_size` pixels; the split gives `fractions` of the
-    patients to train / validation / test, stratified by their worst finding, shuffled by `split_seed`."""
-
-    context: float = 0.2
-    min_crop_size: int = 64
-    split_seed: int = 0
-    fractions: dict = field(default_factory=lambda: {"train": 0.7, "validation": 0.1, "test": 0.2})
-
-
 class Mias(MammographyBuilder):
-    BUILDER_CONFIG_CLASS = MiasConfig
-    BUILDER_CONFIGS = [MiasConfig(name="images"), MiasConfig(name="lesions")]
+    BUILDER_CONFIG_CLASS = PatientSplitConfig
+    BUILDER_CONFIGS = [PatientSplitConfig(name="images"), PatientSplitConfig(name="lesions")]
     DEFAULT_CONFIG_NAME = "lesions"
 
     def _info(self) -> datasets.DatasetInfo:
@@ -214,4 +203,4 @@ def _lesion_item(item: MiasFinding, box: Box) -> dict:
     }
 
 
-__all__ = ["Mias", "MiasConfig", "parse_info"]
+__all__ = ["Mias", "parse_info"]

@@ -191,8 +191,6 @@ class SyntheticConfig(MammographyConfig):
     height: int = 512
     width: int = 384
     max_lesions: int = 2
-    context: float = 0.2
-    min_crop_size: int = 64
     background_crops_per_image: int = 0
     validation_fraction: float = 0.125
     test_fraction: float = 0.125

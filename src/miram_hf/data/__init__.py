@@ -10,11 +10,19 @@ from .mias import Mias
 from .mixtures import pretraining_mixture
 from .synthetic import SyntheticMammography, generate_phantom
 from .tiles import tile_images
+from .vindr_mammo import VindrMammo
 
-# Collection name -> builder. The other public collections (vindr-mammo, csaw-m, csaw-s, bcdr)
+# Collection name -> builder. The other public collections (csaw-m, csaw-s, bcdr)
 # join here as their builders land.
 TILE_OPTIONS = ("tile_size", "overlap", "max_background")
-BUILDERS = {"cbis-ddsm": CbisDdsm, "cmmd": Cmmd, "inbreast": Inbreast, "mias": Mias, "synthetic": SyntheticMammography}
+BUILDERS = {
+    "cbis-ddsm": CbisDdsm,
+    "cmmd": Cmmd,
+    "inbreast": Inbreast,
+    "mias": Mias,
+    "synthetic": SyntheticMammography,
+    "vindr-mammo": VindrMammo,
+}
 
 
 def load_mammography(
@@ -73,4 +81,5 @@ __all__ = [
     "load_mammography",
     "pretraining_mixture",
     "tile_images",
+    "VindrMammo",
 ]

@@ -5,6 +5,7 @@ import datasets
 from .cbis_ddsm import CbisDdsm
 from .cmmd import Cmmd
 from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAMES, MammographyBuildError
+from .csaw_m import CsawM
 from .inbreast import Inbreast
 from .mias import Mias
 from .mixtures import pretraining_mixture
@@ -12,12 +13,13 @@ from .synthetic import SyntheticMammography, generate_phantom
 from .tiles import tile_images
 from .vindr_mammo import VindrMammo
 
-# Collection name -> builder. The other public collections (csaw-m, csaw-s, bcdr)
+# Collection name -> builder. The other public collections (csaw-s, bcdr)
 # join here as their builders land.
 TILE_OPTIONS = ("tile_size", "overlap", "max_background")
 BUILDERS = {
     "cbis-ddsm": CbisDdsm,
     "cmmd": Cmmd,
+    "csaw-m": CsawM,
     "inbreast": Inbreast,
     "mias": Mias,
     "synthetic": SyntheticMammography,
@@ -69,6 +71,7 @@ __all__ = [
     "BUILDERS",
     "CbisDdsm",
     "Cmmd",
+    "CsawM",
     "Inbreast",
     "MammographyBuildError",
     "Mias",

@@ -2,6 +2,7 @@
 
 import datasets
 
+from .bcdr import Bcdr
 from .cbis_ddsm import CbisDdsm
 from .cmmd import Cmmd
 from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAMES, MammographyBuildError
@@ -13,10 +14,10 @@ from .synthetic import SyntheticMammography, generate_phantom
 from .tiles import tile_images
 from .vindr_mammo import VindrMammo
 
-# Collection name -> builder. The other public collections (csaw-s, bcdr)
-# join here as their builders land.
 TILE_OPTIONS = ("tile_size", "overlap", "max_background")
+# Collection name -> builder (CSAW-S is still to come).
 BUILDERS = {
+    "bcdr": Bcdr,
     "cbis-ddsm": CbisDdsm,
     "cmmd": Cmmd,
     "csaw-m": CsawM,
@@ -69,6 +70,7 @@ def load_mammography(
 
 __all__ = [
     "BUILDERS",
+    "Bcdr",
     "CbisDdsm",
     "Cmmd",
     "CsawM",

@@ -18,7 +18,7 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..processing.patches import Box
+from ..processing.patches import Box, polygon_region
 from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
     MammographyBuilder,
@@ -105,21 +105,22 @@ def read_findings(path: Path, shape: tuple[int, int]) -> list[Finding]:
             name = str(roi.get("Name", "")).strip().lower()
             finding_type = FINDING_TYPES.get(name, name.replace(" ", "_") or "unknown")
             columns, rows = np.array([p[0] for p in points]), np.array([p[1] for p in points])
-            radius = POINT_RADIUS if len(points) <= 2 else 0
-            top, left = int(max(0, np.floor(rows.min()) - radius)), int(max(0, np.floor(columns.min()) - radius))
-            bottom = int(min(shape[0], np.ceil(rows.max()) + radius + 1))
-            right = int(min(shape[1], np.ceil(columns.max()) + radius + 1))
+            if len(points) > 2:
+                findings.append(Finding(finding_type, *polygon_region(columns, rows, shape)))
+                continue
+            # a calcification given as one or two points: a small disc around each (a stroke between two)
+            top = int(max(0, np.floor(rows.min()) - POINT_RADIUS))
+            left = int(max(0, np.floor(columns.min()) - POINT_RADIUS))
+            bottom = int(min(shape[0], np.ceil(rows.max()) + POINT_RADIUS + 1))
+            right = int(min(shape[1], np.ceil(columns.max()) + POINT_RADIUS + 1))
             canvas = Image.new("1", (right - left, bottom - top))
             local = [(x - left, y - top) for x, y in points]
-            if len(points) <= 2:  # calcification: a small disc around each point
-                if len(points) == 2:
-                    ImageDraw.Draw(canvas).line(local, fill=1, width=2 * POINT_RADIUS)
-                for x, y in local:
-                    ImageDraw.Draw(canvas).ellipse(
-                        [x - POINT_RADIUS, y - POINT_RADIUS, x + POINT_RADIUS, y + POINT_RADIUS], fill=1
-                    )
-            else:
-                ImageDraw.Draw(canvas).polygon(local, fill=1, outline=1)
+            if len(points) == 2:
+                ImageDraw.Draw(canvas).line(local, fill=1, width=2 * POINT_RADIUS)
+            for x, y in local:
+                ImageDraw.Draw(canvas).ellipse(
+                    [x - POINT_RADIUS, y - POINT_RADIUS, x + POINT_RADIUS, y + POINT_RADIUS], fill=1
+                )
             findings.append(Finding(finding_type, Box(top, left, bottom, right), np.array(canvas, dtype=bool)))
     return findings
 

@@ -7,6 +7,7 @@ Boxes are (top, left, bottom, right) in pixels, bottom and right exclusive. Ever
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from .image_processing_mammography import coarse_breast_mask
 
@@ -51,6 +52,18 @@ def mask_box(mask: np.ndarray) -> Box:
     if rows.size == 0:
         raise ValueError("The lesion mask is empty.")
     return Box(int(rows.min()), int(columns.min()), int(rows.max()) + 1, int(columns.max()) + 1)
+
+
+def polygon_region(columns: np.ndarray, rows: np.ndarray, image_shape: tuple[int, int]) -> tuple[Box, np.ndarray]:
+    """The box (clipped to the image) and the filled mask inside it of an outline given as column and row
+    coordinates."""
+    columns, rows = np.asarray(columns, dtype=float), np.asarray(rows, dtype=float)
+    top, left = max(0, int(np.floor(rows.min()))), max(0, int(np.floor(columns.min())))
+    bottom = min(image_shape[0], int(np.ceil(rows.max())) + 1)
+    right = min(image_shape[1], int(np.ceil(columns.max())) + 1)
+    canvas = Image.new("1", (max(1, right - left), max(1, bottom - top)))
+    ImageDraw.Draw(canvas).polygon(list(zip(columns - left, rows - top, strict=True)), fill=1, outline=1)
+    return Box(top, left, bottom, right), np.array(canvas, dtype=bool)
 
 
 def lesion_crop_box(
@@ -166,6 +179,7 @@ __all__ = [
     "breast_mask",
     "lesion_crop_box",
     "mask_box",
+    "polygon_region",
     "random_background_boxes",
     "tile_boxes",
     "tiles",

@@ -7,6 +7,7 @@ from .cbis_ddsm import CbisDdsm
 from .cmmd import Cmmd
 from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAMES, MammographyBuildError
 from .csaw_m import CsawM
+from .csaw_s import CsawS
 from .inbreast import Inbreast
 from .mias import Mias
 from .mixtures import pretraining_mixture
@@ -15,12 +16,13 @@ from .tiles import tile_images
 from .vindr_mammo import VindrMammo
 
 TILE_OPTIONS = ("tile_size", "overlap", "max_background")
-# Collection name -> builder (CSAW-S is still to come).
+# Collection name -> builder.
 BUILDERS = {
     "bcdr": Bcdr,
     "cbis-ddsm": CbisDdsm,
     "cmmd": Cmmd,
     "csaw-m": CsawM,
+    "csaw-s": CsawS,
     "inbreast": Inbreast,
     "mias": Mias,
     "synthetic": SyntheticMammography,
@@ -74,6 +76,7 @@ __all__ = [
     "CbisDdsm",
     "Cmmd",
     "CsawM",
+    "CsawS",
     "Inbreast",
     "MammographyBuildError",
     "Mias",

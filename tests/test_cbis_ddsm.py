@@ -108,3 +108,20 @@ def test_csv_cells_are_stripped_and_bad_rows_reported(nbia):
     path.write_text(text)
     _, problems = parse_case_descriptions(path, "mass")
     assert problems == [("mass_case_description_train_set.csv:2", "unknown pathology 'MAYBE'")]
+
+
+def test_background_crops_avoid_the_lesions(nbia, tmp_path):
+    from miram_hf.processing.patches import Box
+
+    rows = list(
+        load(nbia, tmp_path, config_name="lesions", split="train", background_crops_per_image=2, min_crop_size=8)
+    )
+    backgrounds = [row for row in rows if row["is_background"]]
+    lesions = [row for row in rows if not row["is_background"]]
+    assert len(lesions) == 3 and backgrounds
+    for row in backgrounds:
+        assert row["label_pathology"] == -1 and row["abnormality_id"] is None and row["lesion_box"] == []
+        crop = Box(*row["crop_box"])
+        same_image = [Box(*lesion["lesion_box"]) for lesion in lesions if lesion["image_id"] == row["image_id"]]
+        assert same_image and not any(crop.intersects(box) for box in same_image)
+        assert np.array(row["image"]).shape == (8, 8)

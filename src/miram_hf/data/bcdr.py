@@ -22,6 +22,7 @@ from .common import (
     MammographyBuilder,
     PatientSplitConfig,
     SkipReport,
+    background_crop_rows,
     collection_features,
     encode_mask,
     lesion_crop_row,
@@ -171,6 +172,7 @@ class Bcdr(MammographyBuilder):
                         classification=outline["classification"],
                     ),
                 )
+            yield from background_crop_rows(pixels, [box for box, _ in regions], self.config, EXTRA_COLUMNS, **common)
         report.finish()
 
 

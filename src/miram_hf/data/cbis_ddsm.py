@@ -23,6 +23,7 @@ from .common import (
     MammographyBuilder,
     MammographyConfig,
     SkipReport,
+    background_crop_rows,
     collection_features,
     encode_mask,
     lesion_crop_row,
@@ -225,6 +226,18 @@ class CbisDdsm(MammographyBuilder):
                 for abnormality, mask in found:
                     key = f"{full_path[0]}_{abnormality.attributes['abnormality_id']}"
                     yield key, self._lesion_row(image, abnormality, mask)
+                if len(found) == len(group):  # with a lesion not located, a background crop could hold it
+                    first = group[0]
+                    yield from background_crop_rows(
+                        image.pixel_array,
+                        [mask_box(mask) for _, mask in found],
+                        self.config,
+                        EXTRA_COLUMNS,
+                        image_id=first.subject,
+                        patient_id=first.patient_id,
+                        laterality=first.laterality,
+                        view=first.view,
+                    )
         report.finish()
 
     def _find_mask(self, abnormality: Abnormality, shape: tuple[int, int], locator, report) -> np.ndarray | None:

@@ -7,13 +7,16 @@ I;16); nothing is cut to 8 bits.
 
 import io
 import logging
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
 from PIL import Image
 
-from ..processing.patches import Box, lesion_crop_box
+from ..processing.image_processing_mammography import to_array
+from ..processing.patches import Box, breast_mask, lesion_crop_box, random_background_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +66,14 @@ LESION_FEATURES = datasets.Features(
 class MammographyConfig(datasets.BuilderConfig):
     """What every collection's config has: `strict=False` skips an unreadable file or an inconsistent row and reports
     it at the end; `strict=True` raises at the first, naming it. `lesions` crops add `context` (a fraction of the
-    lesion's size) on every side and are at least `min_crop_size` pixels."""
+    lesion's size) on every side and are at least `min_crop_size` pixels; `background_crops_per_image` random crops
+    of breast tissue away from the lesions are added per mammogram, flagged `is_background` (the MIRAM paper's
+    pretraining uses both, after Shen et al.)."""
 
     strict: bool = False
     context: float = 0.2
     min_crop_size: int = 64
+    background_crops_per_image: int = 0
 
     def validate(self) -> None:
         """Raise ValueError for inconsistent fields; collections with fields of their own extend it."""
@@ -112,6 +118,34 @@ def lesion_crop_row(pixels: np.ndarray, lesion: Box, context: float, min_size: i
         "is_background": False,
         **fields,
     }
+
+
+def background_crop_rows(
+    pixels: np.ndarray, lesions: list[Box], config: "MammographyConfig", extra_columns: dict, **fields
+) -> Iterator[tuple[str, dict]]:
+    """(key, row) of `config.background_crops_per_image` random `min_crop_size` crops inside the breast that touch no
+    lesion, seeded by the image id; the collection's `extra_columns` are left empty on them."""
+    if not config.background_crops_per_image:
+        return
+    array, top_value = to_array(pixels)
+    rng = np.random.default_rng(zlib.crc32(fields["image_id"].encode()))
+    mask = breast_mask(array, top_value)
+    boxes = random_background_boxes(mask, config.min_crop_size, config.background_crops_per_image, lesions, rng)
+    empty = {name: [] if isinstance(feature, datasets.List) else None for name, feature in extra_columns.items()}
+    for index, crop in enumerate(boxes):
+        yield (
+            f"{fields['image_id']}_background_{index}",
+            {
+                "image": crop.crop(pixels),
+                **fields,
+                "crop_box": [crop.top, crop.left, crop.bottom, crop.right],
+                "lesion_box": [],
+                "is_background": True,
+                "label_pathology": -1,
+                "label_mass_margins": [],
+                **empty,
+            },
+        )
 
 
 def patient_split(patient_labels: dict[str, int], fractions: dict[str, float], seed: int) -> dict[str, str]:

@@ -15,7 +15,15 @@ import datasets
 
 from ..processing.patches import mask_box
 from ..processing.reading import MammogramReadError, read_mammogram
-from .common import MammographyBuilder, MammographyConfig, SkipReport, collection_features, encode_mask, lesion_crop_row
+from .common import (
+    MammographyBuilder,
+    MammographyConfig,
+    SkipReport,
+    background_crop_rows,
+    collection_features,
+    encode_mask,
+    lesion_crop_row,
+)
 
 STRUCTURES = (
     "cancer", "calcifications", "axillary_lymph_nodes", "thick_vessels", "foreign_object", "skin", "nipple", "text",
@@ -118,6 +126,9 @@ class CsawS(MammographyBuilder):
                         **labels,
                     ),
                 )
+            yield from background_crop_rows(
+                pixels, [box for _, box, _ in lesions], self.config, EXTRA_COLUMNS, **common
+            )
         report.finish()
 
 

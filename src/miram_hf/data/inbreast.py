@@ -24,6 +24,7 @@ from .common import (
     MammographyBuilder,
     PatientSplitConfig,
     SkipReport,
+    background_crop_rows,
     collection_features,
     encode_mask,
     lesion_crop_row,
@@ -227,6 +228,9 @@ class Inbreast(MammographyBuilder):
                         **labels,
                     ),
                 )
+            yield from background_crop_rows(
+                mammogram.pixel_array, [f.box for f in findings], self.config, EXTRA_COLUMNS, **common
+            )
         report.finish()
 
 

@@ -21,6 +21,7 @@ from .common import (
     MammographyBuilder,
     PatientSplitConfig,
     SkipReport,
+    background_crop_rows,
     collection_features,
     encode_mask,
     lesion_crop_row,
@@ -181,6 +182,10 @@ class Mias(MammographyBuilder):
                         mias_class=item.mias_class,
                         severity=item.severity,
                     ),
+                )
+            if all(item.centre is not None for item in items if item.mias_class != "NORM"):  # every lesion located
+                yield from background_crop_rows(
+                    pixels, [box for _, box in located], self.config, EXTRA_COLUMNS, **common
                 )
         report.finish()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 
-from ..processing.patches import Box, breast_mask, random_background_boxes
+from ..processing.patches import Box
 from .common import (
     IMAGE_FEATURES,
     LESION_FEATURES,
@@ -19,6 +19,7 @@ from .common import (
     PATHOLOGY_NAMES,
     MammographyBuilder,
     MammographyConfig,
+    background_crop_rows,
     encode_mask,
     lesion_crop_row,
 )
@@ -183,15 +184,13 @@ def _mirror(lesion: PhantomLesion, width: int) -> PhantomLesion:
 class SyntheticConfig(MammographyConfig):
     """`images` or `lesions` of `num_images` phantoms (one patient each) drawn from `seed`; `validation_fraction` and
     `test_fraction` of the patients go to those splits. Lesion crops add `context` of the lesion's size on every side
-    and are at least `min_crop_size` pixels; `background_crops_per_image` random crops of breast tissue away from the
-    lesions are added, flagged `is_background`."""
+    and are at least `min_crop_size` pixels (see `MammographyConfig`)."""
 
     num_images: int = 64
     seed: int = 0
     height: int = 512
     width: int = 384
     max_lesions: int = 2
-    background_crops_per_image: int = 0
     validation_fraction: float = 0.125
     test_fraction: float = 0.125
 
@@ -263,25 +262,7 @@ class SyntheticMammography(MammographyBuilder):
                         label_mass_margins=lesion.mass_margins,
                     ),
                 )
-            if config.background_crops_per_image:
-                mask = breast_mask(phantom.image, TOP)
-                rng = np.random.default_rng(seed)
-                boxes = random_background_boxes(
-                    mask, config.min_crop_size, config.background_crops_per_image, lesion_boxes, rng
-                )
-                for index, crop in enumerate(boxes):
-                    yield (
-                        f"{common['image_id']}_background_{index}",
-                        {
-                            "image": crop.crop(phantom.image),
-                            **common,
-                            "crop_box": [crop.top, crop.left, crop.bottom, crop.right],
-                            "lesion_box": [],
-                            "is_background": True,
-                            "label_pathology": -1,
-                            "label_mass_margins": [],
-                        },
-                    )
+            yield from background_crop_rows(phantom.image, lesion_boxes, config, {}, **common)
 
 
 __all__ = [

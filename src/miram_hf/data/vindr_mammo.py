@@ -17,7 +17,15 @@ import numpy as np
 
 from ..processing.patches import Box
 from ..processing.reading import MammogramReadError, read_mammogram
-from .common import MammographyBuilder, MammographyConfig, SkipReport, collection_features, encode_mask, lesion_crop_row
+from .common import (
+    MammographyBuilder,
+    MammographyConfig,
+    SkipReport,
+    background_crop_rows,
+    collection_features,
+    encode_mask,
+    lesion_crop_row,
+)
 
 SPLITS = {"training": "train", "test": "test"}
 EXTRA_COLUMNS = {
@@ -156,6 +164,7 @@ class VindrMammo(MammographyBuilder):
                         **labels,
                     ),
                 )
+            yield from background_crop_rows(pixels, [f["box"] for f in located], self.config, EXTRA_COLUMNS, **common)
         report.finish()
 
 

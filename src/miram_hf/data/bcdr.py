@@ -79,8 +79,8 @@ class Bcdr(MammographyBuilder):
     DEFAULT_CONFIG_NAME = "lesions"
 
     def _info(self) -> datasets.DatasetInfo:
-        rule = f"Patient-level split stratified by malignancy: {self.config.fractions}, seed {self.config.split_seed}."
         features = collection_features(self.config.name, EXTRA_COLUMNS)
+        rule = self.config.split_rule("malignancy")
         return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=features)
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:

@@ -63,7 +63,7 @@ class Cmmd(MammographyBuilder):
     DEFAULT_CONFIG_NAME = "images"
 
     def _info(self) -> datasets.DatasetInfo:
-        rule = f"Patient-level split stratified by malignancy: {self.config.fractions}, seed {self.config.split_seed}."
+        rule = self.config.split_rule("malignancy")
         return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=FEATURES)
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:

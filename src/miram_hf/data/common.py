@@ -87,6 +87,10 @@ class PatientSplitConfig(MammographyConfig):
     split_seed: int = 0
     fractions: dict = field(default_factory=lambda: {"train": 0.7, "validation": 0.1, "test": 0.2})
 
+    def split_rule(self, stratified_by: str) -> str:
+        """The split as written into the dataset info."""
+        return f"Patient-level split stratified by {stratified_by}: {self.fractions}, seed {self.split_seed}."
+
 
 class MammographyBuilder(datasets.GeneratorBasedBuilder):
     """Validates its config up front: datasets sets the fields given to the builder after the config is made."""

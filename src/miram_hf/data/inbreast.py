@@ -136,9 +136,7 @@ class Inbreast(MammographyBuilder):
         if self.config.name == "images":
             features["birads"] = datasets.Value("string")
             features["acr"] = datasets.Value("string")
-        rule = (
-            f"Patient-level split stratified by BI-RADS >= 4: {self.config.fractions}, seed {self.config.split_seed}."
-        )
+        rule = self.config.split_rule("BI-RADS >= 4")
         return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=features)
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:

@@ -100,11 +100,8 @@ class Mias(MammographyBuilder):
         if self.config.name == "images":
             features["background_tissue"] = datasets.Value("string")
             features["image_label"] = datasets.Value("string")  # normal | benign | malignant
-        split_rule = (
-            f"Patient-level split, stratified by the worst finding (normal, benign, malignant): "
-            f"{self.config.fractions}, seed {self.config.split_seed}."
-        )
-        return datasets.DatasetInfo(description=f"{__doc__}\n{split_rule}", features=features)
+        rule = self.config.split_rule("the worst finding (normal, benign, malignant)")
+        return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=features)
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
         root = Path(self.config.data_dir) if self.config.data_dir else None

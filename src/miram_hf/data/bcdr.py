@@ -19,8 +19,7 @@ import numpy as np
 from ..processing.patches import polygon_region
 from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
-    MammographyBuilder,
-    PatientSplitConfig,
+    PatientSplitBuilder,
     SkipReport,
     background_crop_rows,
     collection_features,
@@ -73,11 +72,7 @@ def read_outlines(path: Path) -> tuple[list[dict], list[tuple[str, str]]]:
     return outlines, problems
 
 
-class Bcdr(MammographyBuilder):
-    BUILDER_CONFIG_CLASS = PatientSplitConfig
-    BUILDER_CONFIGS = [PatientSplitConfig(name="images"), PatientSplitConfig(name="lesions")]
-    DEFAULT_CONFIG_NAME = "lesions"
-
+class Bcdr(PatientSplitBuilder):
     def _info(self) -> datasets.DatasetInfo:
         features = collection_features(self.config.name, EXTRA_COLUMNS)
         rule = self.config.split_rule("malignancy")

@@ -21,7 +21,6 @@ from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
     MARGIN_NAMES,
     MammographyBuilder,
-    MammographyConfig,
     SkipReport,
     background_crop_rows,
     collection_features,
@@ -160,10 +159,6 @@ class SeriesLocator:
 
 class CbisDdsm(MammographyBuilder):
     """CBIS-DDSM with its official train / test split (the CSV files)."""
-
-    BUILDER_CONFIG_CLASS = MammographyConfig
-    BUILDER_CONFIGS = [MammographyConfig(name="images"), MammographyConfig(name="lesions")]
-    DEFAULT_CONFIG_NAME = "lesions"
 
     def _info(self) -> datasets.DatasetInfo:
         features = collection_features(self.config.name, EXTRA_COLUMNS)

@@ -13,7 +13,7 @@ from pathlib import Path
 import datasets
 
 from ..processing.reading import MammogramReadError, read_mammogram
-from .common import MammographyBuilder, PatientSplitConfig, SkipReport, patient_split
+from .common import PatientSplitBuilder, PatientSplitConfig, SkipReport, patient_split
 
 CLINICAL_SHEET = "CMMD_clinicaldata_revision.xlsx"
 FEATURES = datasets.Features(
@@ -57,9 +57,8 @@ def read_clinical_sheet(path: Path) -> tuple[dict[tuple[str, str], dict], list[t
     return breasts, problems
 
 
-class Cmmd(MammographyBuilder):
-    BUILDER_CONFIG_CLASS = PatientSplitConfig
-    BUILDER_CONFIGS = [PatientSplitConfig(name="images")]
+class Cmmd(PatientSplitBuilder):
+    BUILDER_CONFIGS = [PatientSplitConfig(name="images")]  # image-level labels only
     DEFAULT_CONFIG_NAME = "images"
 
     def _info(self) -> datasets.DatasetInfo:

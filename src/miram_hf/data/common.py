@@ -93,13 +93,23 @@ class PatientSplitConfig(MammographyConfig):
 
 
 class MammographyBuilder(datasets.GeneratorBasedBuilder):
-    """Validates its config up front: datasets sets the fields given to the builder after the config is made."""
+    """`images` and `lesions` configs (collections with image-level labels only override BUILDER_CONFIGS). Validates
+    its config up front: datasets sets the fields given to the builder after the config is made."""
 
     BUILDER_CONFIG_CLASS = MammographyConfig
+    BUILDER_CONFIGS = [MammographyConfig(name="images"), MammographyConfig(name="lesions")]
+    DEFAULT_CONFIG_NAME = "lesions"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.config.validate()
+
+
+class PatientSplitBuilder(MammographyBuilder):
+    """A collection without an official split (`PatientSplitConfig`)."""
+
+    BUILDER_CONFIG_CLASS = PatientSplitConfig
+    BUILDER_CONFIGS = [PatientSplitConfig(name="images"), PatientSplitConfig(name="lesions")]
 
 
 def collection_features(config_name: str, extras: dict) -> datasets.Features:

@@ -43,8 +43,7 @@ def _number(value: str, kind=int):
 
 
 class CsawM(MammographyBuilder):
-    BUILDER_CONFIG_CLASS = MammographyConfig
-    BUILDER_CONFIGS = [MammographyConfig(name="images")]
+    BUILDER_CONFIGS = [MammographyConfig(name="images")]  # image-level labels only
     DEFAULT_CONFIG_NAME = "images"
 
     def _info(self) -> datasets.DatasetInfo:

@@ -17,7 +17,6 @@ from ..processing.patches import mask_box
 from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
     MammographyBuilder,
-    MammographyConfig,
     SkipReport,
     background_crop_rows,
     collection_features,
@@ -54,10 +53,6 @@ def index_files(root: Path) -> dict[str, dict]:
 
 
 class CsawS(MammographyBuilder):
-    BUILDER_CONFIG_CLASS = MammographyConfig
-    BUILDER_CONFIGS = [MammographyConfig(name="images"), MammographyConfig(name="lesions")]
-    DEFAULT_CONFIG_NAME = "lesions"
-
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(description=__doc__, features=collection_features(self.config.name, EXTRA_COLUMNS))
 

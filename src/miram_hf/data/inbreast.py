@@ -21,8 +21,7 @@ from PIL import Image, ImageDraw
 from ..processing.patches import Box, polygon_region
 from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
-    MammographyBuilder,
-    PatientSplitConfig,
+    PatientSplitBuilder,
     SkipReport,
     background_crop_rows,
     collection_features,
@@ -126,11 +125,7 @@ def read_findings(path: Path, shape: tuple[int, int]) -> list[Finding]:
     return findings
 
 
-class Inbreast(MammographyBuilder):
-    BUILDER_CONFIG_CLASS = PatientSplitConfig
-    BUILDER_CONFIGS = [PatientSplitConfig(name="images"), PatientSplitConfig(name="lesions")]
-    DEFAULT_CONFIG_NAME = "lesions"
-
+class Inbreast(PatientSplitBuilder):
     def _info(self) -> datasets.DatasetInfo:
         features = collection_features(self.config.name, EXTRA_COLUMNS)
         if self.config.name == "images":

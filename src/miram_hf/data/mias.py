@@ -18,8 +18,7 @@ from ..processing.patches import Box
 from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
     MARGIN_NAMES,
-    MammographyBuilder,
-    PatientSplitConfig,
+    PatientSplitBuilder,
     SkipReport,
     background_crop_rows,
     collection_features,
@@ -90,11 +89,7 @@ def worst_finding(findings: list[MiasFinding]) -> int:
     return max(("", "B", "M").index(f.severity) if f.severity in ("B", "M") else 0 for f in findings)
 
 
-class Mias(MammographyBuilder):
-    BUILDER_CONFIG_CLASS = PatientSplitConfig
-    BUILDER_CONFIGS = [PatientSplitConfig(name="images"), PatientSplitConfig(name="lesions")]
-    DEFAULT_CONFIG_NAME = "lesions"
-
+class Mias(PatientSplitBuilder):
     def _info(self) -> datasets.DatasetInfo:
         features = collection_features(self.config.name, EXTRA_COLUMNS)
         if self.config.name == "images":

@@ -19,7 +19,6 @@ from ..processing.patches import Box
 from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
     MammographyBuilder,
-    MammographyConfig,
     SkipReport,
     background_crop_rows,
     collection_features,
@@ -69,10 +68,6 @@ def parse_findings(rows: list[dict], source: str) -> tuple[dict[str, list[dict]]
 
 class VindrMammo(MammographyBuilder):
     """VinDr-Mammo with its official training / test split."""
-
-    BUILDER_CONFIG_CLASS = MammographyConfig
-    BUILDER_CONFIGS = [MammographyConfig(name="images"), MammographyConfig(name="lesions")]
-    DEFAULT_CONFIG_NAME = "lesions"
 
     def _info(self) -> datasets.DatasetInfo:
         features = collection_features(self.config.name, EXTRA_COLUMNS)

@@ -1,0 +1,5 @@
+"""Offline `evaluate.Metric` modules: accuracy, ROC AUC, average precision and F1 with bootstrap intervals."""
+
+from .classification import F1, Accuracy, AveragePrecision, ClassificationMetric, RocAuc
+
+__all__ = ["Accuracy", "AveragePrecision", "ClassificationMetric", "F1", "RocAuc"]

@@ -1,0 +1,131 @@
+"""Classification metrics as local `evaluate.Metric`s (evaluate's own live on the Hub and fail offline), computed
+with scikit-learn, each with a bootstrap 95% confidence interval.
+
+The MIRAM paper reports accuracy, AUC and AP: one-vs-rest macro averages for the single-label pathology task and
+macro averages over the labels for the multi-label mass-margin task. Predictions are class scores (probabilities or
+logits) of shape (n, classes); references are class indices (`single_label`) or multi-hot rows (`multi_label`).
+
+    >>> metric = RocAuc("single_label")
+    >>> metric.compute(predictions=[[0.8, 0.2], [0.3, 0.7]], references=[0, 1])
+    {'roc_auc': 1.0, 'roc_auc_ci_low': ..., 'roc_auc_ci_high': ...}
+"""
+
+import warnings
+
+import datasets
+import evaluate
+import numpy as np
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
+
+TASKS = ("single_label", "multi_label")
+
+
+class ClassificationMetric(evaluate.Metric):
+    """A metric of class scores against labels, with a percentile bootstrap interval (`n_bootstrap` resamples of the
+    examples, seeded; resamples where the metric is undefined, e.g. one class only, are left out)."""
+
+    name = ""
+
+    def _info(self) -> evaluate.MetricInfo:
+        if self.config_name not in TASKS:
+            raise ValueError(f"config_name must be one of {TASKS}, got {self.config_name!r}.")
+        references = (
+            datasets.Value("int32")
+            if self.config_name == "single_label"
+            else datasets.Sequence(datasets.Value("int32"))
+        )
+        return evaluate.MetricInfo(
+            description=__doc__,
+            citation="",
+            inputs_description="predictions: class scores (n, classes); references: class indices or multi-hot rows",
+            features=datasets.Features(
+                {"predictions": datasets.Sequence(datasets.Value("float32")), "references": references}
+            ),
+        )
+
+    def score(self, scores: np.ndarray, labels: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def _compute(self, predictions, references, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95):
+        scores, labels = np.asarray(predictions, dtype=np.float64), np.asarray(references)
+        value = self.score(scores, labels)
+        rng = np.random.default_rng(seed)
+        samples = []
+        with warnings.catch_warnings():  # sklearn warns on each resample that lacks a class
+            warnings.simplefilter("ignore")
+            for _ in range(n_bootstrap):
+                index = rng.integers(0, len(labels), len(labels))
+                try:
+                    sample = self.score(scores[index], labels[index])
+                except ValueError:  # the resample lacks a class: the metric is undefined there
+                    continue
+                if np.isfinite(sample):
+                    samples.append(sample)
+        tail = (1 - confidence) / 2 * 100
+        low, high = np.percentile(samples, [tail, 100 - tail]) if samples else (float("nan"), float("nan"))
+        return {self.name: float(value), f"{self.name}_ci_low": float(low), f"{self.name}_ci_high": float(high)}
+
+    def _decisions(self, scores: np.ndarray) -> np.ndarray:
+        if self.config_name == "single_label":
+            return scores.argmax(axis=1)
+        # multi-label scores may be probabilities or logits: 0.5 for the former, 0 for the latter
+        threshold = 0.5 if scores.min() >= 0 and scores.max() <= 1 else 0.0
+        return (scores > threshold).astype(int)
+
+
+class Accuracy(ClassificationMetric):
+    """Top-1 accuracy (single-label) or exact-match ratio (multi-label)."""
+
+    name = "accuracy"
+
+    def score(self, scores, labels):
+        return accuracy_score(labels, self._decisions(scores))
+
+
+class RocAuc(ClassificationMetric):
+    """ROC AUC: one-vs-rest macro (single-label), macro over labels (multi-label)."""
+
+    name = "roc_auc"
+
+    def score(self, scores, labels):
+        if self.config_name == "single_label":
+            probabilities = _softmax_if_logits(scores)
+            if scores.shape[1] == 2:  # binary: sklearn wants the positive class's score alone
+                return roc_auc_score(labels, probabilities[:, 1])
+            classes = np.arange(scores.shape[1])
+            return roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=classes)
+        return roc_auc_score(labels, scores, average="macro")
+
+
+class AveragePrecision(ClassificationMetric):
+    """Average precision (area under the precision-recall curve): one-vs-rest macro or macro over labels."""
+
+    name = "average_precision"
+
+    def score(self, scores, labels):
+        if self.config_name == "single_label":
+            one_hot = np.eye(scores.shape[1], dtype=int)[labels]
+            if (one_hot.sum(axis=0) == 0).any():
+                raise ValueError("a class has no positive example")
+            return average_precision_score(one_hot, scores, average="macro")
+        return average_precision_score(labels, scores, average="macro")
+
+
+class F1(ClassificationMetric):
+    """Macro F1 of the decisions (argmax, or a 0.5 / 0 threshold per label)."""
+
+    name = "f1"
+
+    def score(self, scores, labels):
+        return f1_score(labels, self._decisions(scores), average="macro", zero_division=0)
+
+
+def _softmax_if_logits(scores: np.ndarray) -> np.ndarray:
+    """roc_auc_score's one-vs-rest mode wants rows that sum to 1."""
+    if (scores >= 0).all() and np.allclose(scores.sum(axis=1), 1.0):
+        return scores
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+__all__ = ["Accuracy", "AveragePrecision", "ClassificationMetric", "F1", "RocAuc"]

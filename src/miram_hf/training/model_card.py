@@ -1,0 +1,63 @@
+"""Model cards rendered with huggingface_hub from the templates in `model_cards/`, with `model-index` results."""
+
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+# The card templates live in the repository's model_cards/ (the training scripts run from a checkout).
+TEMPLATES = Path(__file__).resolve().parents[3] / "model_cards"
+
+
+def render_model_card(
+    model_id: str,
+    task: str,
+    training_data: str,
+    recipe: dict,
+    results: list[dict] | None = None,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+    template: str = "miram.md",
+    architecture: str = "MIRAM: a ViT masked autoencoder with one decoder per reconstruction scale",
+    license: str = "apache-2.0",
+) -> ModelCard:
+    """A card for `model_id`: what it is, the data and recipe actually used, `results` (dicts with dataset_name,
+    dataset_type, dataset_split, metric_type, metric_value, task_type) as `model-index`, intended use and limits
+    (research only), how to load it with and without the package."""
+    template_path = TEMPLATES / template
+    if not template_path.is_file():
+        raise FileNotFoundError(f"No model card template at {template_path}: run from a miram_hf checkout.")
+    eval_results = [
+        EvalResult(
+            task_type=result.get("task_type", "image-classification"),
+            dataset_type=result["dataset_type"],
+            dataset_name=result["dataset_name"],
+            dataset_split=result.get("dataset_split"),
+            metric_type=result["metric_type"],
+            metric_value=result["metric_value"],
+        )
+        for result in results or []
+    ]
+    card_data = ModelCardData(
+        model_name=model_id.split("/")[-1],
+        library_name="transformers",
+        pipeline_tag="image-classification" if task == "image-classification" else "image-feature-extraction",
+        tags=["mammography", "self-supervised-learning", "miram", "medical-imaging", "research-only"],
+        license=license,
+        base_model=base_model,
+        datasets=datasets,
+        metrics=sorted({result.metric_type for result in eval_results}) or None,
+        eval_results=eval_results or None,
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        model_id=model_id,
+        model_name=model_id.split("/")[-1],
+        model_description=f"`{model_id}` is a MIRAM model ({task}) trained with miram_hf.",
+        architecture=architecture,
+        task=task,
+        base_model=base_model,
+        training_data=training_data,
+        recipe=recipe,
+        results=eval_results,
+    )

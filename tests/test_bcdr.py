@@ -61,6 +61,6 @@ def test_images_with_masks(bcdr, tmp_path):
     dataset = load_mammography("bcdr", data_dir=str(bcdr), config_name="images", cache_dir=str(tmp_path / "c"))
     rows = {r["image_id"]: r for split in dataset.values() for r in split}
     image = rows["d01/patient_3/study_3/img_3_3_1_2.tif"]
-    assert len(image["lesions"]) == 2
+    assert len(image["lesions"]) == 2 and image["density"] == "2"
     mask = np.array(image["lesions"][0]["mask"]) > 0
     assert mask.shape == (21, 21) and mask.all()  # an axis-aligned square outline fills its box

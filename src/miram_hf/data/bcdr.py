@@ -75,6 +75,8 @@ def read_outlines(path: Path) -> tuple[list[dict], list[tuple[str, str]]]:
 class Bcdr(PatientSplitBuilder):
     def _info(self) -> datasets.DatasetInfo:
         features = collection_features(self.config.name, EXTRA_COLUMNS)
+        if self.config.name == "images":
+            features["density"] = datasets.Value("string")  # breast density as BCDR gives it
         rule = self.config.split_rule("malignancy")
         return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=features)
 
@@ -138,6 +140,7 @@ class Bcdr(PatientSplitBuilder):
                     {
                         "image": pixels,
                         **common,
+                        "density": first["row"].get("density", ""),
                         "lesions": [
                             {
                                 "box": [box.top, box.left, box.bottom, box.right],

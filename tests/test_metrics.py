@@ -60,3 +60,10 @@ def test_interval_narrows_with_more_data_and_is_seeded():
 def test_unknown_task_is_refused():
     with pytest.raises(ValueError, match="config_name must be one of"):
         RocAuc("regression")
+
+
+def test_multi_label_averages_over_the_labels_that_occur():
+    labels = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    scores = np.array([[0.9, 0.2, 0.1], [0.1, 0.8, 0.3], [0.7, 0.6, 0.2], [0.2, 0.1, 0.4]])
+    auc = RocAuc("multi_label").compute(predictions=scores, references=labels, n_bootstrap=10)["roc_auc"]
+    assert auc == pytest.approx(roc_auc_score(labels[:, :2], scores[:, :2], average="macro"))

@@ -2,7 +2,8 @@
 with scikit-learn, each with a bootstrap 95% confidence interval.
 
 The MIRAM paper reports accuracy, AUC and AP: one-vs-rest macro averages for the single-label pathology task and
-macro averages over the labels for the multi-label mass-margin task. Predictions are class scores (probabilities or
+macro averages over the labels for the multi-label mass-margin task (over the labels that have both positive and
+negative examples: AUC and AP are undefined for the others). Predictions are class scores (probabilities or
 logits) of shape (n, classes); references are class indices (`single_label`) or multi-hot rows (`multi_label`).
 
     >>> metric = RocAuc("single_label")
@@ -94,7 +95,8 @@ class RocAuc(ClassificationMetric):
                 return roc_auc_score(labels, probabilities[:, 1])
             classes = np.arange(scores.shape[1])
             return roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=classes)
-        return roc_auc_score(labels, scores, average="macro")
+        present = _present_labels(labels)
+        return roc_auc_score(labels[:, present], scores[:, present], average="macro")
 
 
 class AveragePrecision(ClassificationMetric):
@@ -108,7 +110,8 @@ class AveragePrecision(ClassificationMetric):
             if (one_hot.sum(axis=0) == 0).any():
                 raise ValueError("a class has no positive example")
             return average_precision_score(one_hot, scores, average="macro")
-        return average_precision_score(labels, scores, average="macro")
+        present = _present_labels(labels)
+        return average_precision_score(labels[:, present], scores[:, present], average="macro")
 
 
 class F1(ClassificationMetric):
@@ -118,6 +121,15 @@ class F1(ClassificationMetric):
 
     def score(self, scores, labels):
         return f1_score(labels, self._decisions(scores), average="macro", zero_division=0)
+
+
+def _present_labels(labels: np.ndarray) -> np.ndarray:
+    """Multi-label AUC and AP average over the labels that occur and are not everywhere: the others are undefined."""
+    counts = labels.sum(axis=0)
+    present = (counts > 0) & (counts < len(labels))
+    if not present.any():
+        raise ValueError("no label has both positive and negative examples")
+    return present
 
 
 def _softmax_if_logits(scores: np.ndarray) -> np.ndarray:

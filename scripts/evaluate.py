@@ -1,0 +1,136 @@
+"""Evaluate an image-classification checkpoint on a collection's split: the metrics table (accuracy, ROC AUC, average
+precision, F1 with bootstrap 95% intervals), ROC and precision-recall curves and, for single-label tasks, the
+confusion matrix as PNGs, and everything as JSON.
+
+    python scripts/evaluate.py --model_path out/finetuned --dataset cbis-ddsm --data_dir /data/CBIS-DDSM \\
+        --label_column label_pathology --split test --output_dir out/eval
+
+`--label_column label_mass_margins` evaluates the multi-label mass-margin task (masses only). Rows without a label
+(background crops, -1) are left out and counted.
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
+from transformers import AutoImageProcessor, AutoModelForImageClassification  # noqa: E402
+
+import miram_hf  # noqa: E402, F401  (registers the models and the processor)
+from miram_hf.data import load_mammography  # noqa: E402
+from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc  # noqa: E402
+
+logger = logging.getLogger("evaluate")
+
+
+def labelled_rows(dataset, label_column: str):
+    """(rows, labels, task, class names) of the rows that carry the label; multi-label rows are masses only."""
+    feature = dataset.features[label_column]
+    multi_label = hasattr(feature, "feature")
+    if multi_label:
+        names = feature.feature.names
+        keep = [i for i, pathology in enumerate(dataset["label_pathology"]) if pathology in (0, 1)]
+        labels = np.zeros((len(keep), len(names)), dtype=int)
+        for row, i in enumerate(keep):
+            labels[row, dataset[i][label_column]] = 1
+    else:
+        names = feature.names
+        keep = [i for i, label in enumerate(dataset[label_column]) if label >= 0]
+        labels = np.array([dataset[label_column][i] for i in keep])
+    return dataset.select(keep), labels, "multi_label" if multi_label else "single_label", names
+
+
+@torch.no_grad()
+def predict(model, processor, dataset, batch_size: int) -> np.ndarray:
+    model.eval()
+    scores = []
+    for start in range(0, len(dataset), batch_size):
+        images = [np.array(image) for image in dataset[start : start + batch_size]["image"]]
+        inputs = processor(images, return_tensors="pt")
+        logits = model(pixel_values=inputs["pixel_values"]).logits
+        scores.append(
+            logits.softmax(-1) if model.config.problem_type != "multi_label_classification" else logits.sigmoid()
+        )
+    return torch.cat(scores).numpy()
+
+
+def plot_curves(scores: np.ndarray, labels: np.ndarray, task: str, names: list[str], output_dir: Path) -> list[str]:
+    one_hot = np.eye(len(names), dtype=int)[labels] if task == "single_label" else labels
+    files = []
+    for display, title in ((RocCurveDisplay, "roc"), (PrecisionRecallDisplay, "precision_recall")):
+        figure, axis = plt.subplots(figsize=(5, 5))
+        for index, name in enumerate(names):
+            if 0 < one_hot[:, index].sum() < len(one_hot):  # a curve needs both outcomes
+                display.from_predictions(one_hot[:, index], scores[:, index], name=name, ax=axis)
+        axis.set_title(title.replace("_", "-"))
+        figure.savefig(output_dir / f"{title}_curves.png", dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        files.append(f"{title}_curves.png")
+    if task == "single_label":
+        figure, axis = plt.subplots(figsize=(6, 6))
+        ConfusionMatrixDisplay.from_predictions(
+            labels, scores.argmax(1), labels=range(len(names)), display_labels=names, ax=axis, xticks_rotation=45
+        )
+        figure.savefig(output_dir / "confusion_matrix.png", dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        files.append("confusion_matrix.png")
+    return files
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_path", required=True)
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--config", default="lesions")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--label_column", default="label_pathology")
+    parser.add_argument("--output_dir", required=True, type=Path)
+    parser.add_argument("--cache_dir", default=None)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--n_bootstrap", type=int, default=1000)
+    parser.add_argument("--num_images", type=int, default=None, help="synthetic only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    extra = {"num_images": args.num_images} if args.num_images is not None else {}
+    dataset = load_mammography(args.dataset, args.data_dir, args.config, args.split, args.cache_dir, **extra)
+    rows, labels, task, names = labelled_rows(dataset, args.label_column)
+    logger.info("%d of %d rows carry %s", len(rows), len(dataset), args.label_column)
+    model = AutoModelForImageClassification.from_pretrained(args.model_path)
+    processor = AutoImageProcessor.from_pretrained(args.model_path)
+    scores = predict(model, processor, rows, args.batch_size)
+
+    references = labels.tolist()
+    metrics = {}
+    for metric in (Accuracy(task), RocAuc(task), AveragePrecision(task), F1(task)):
+        metrics.update(metric.compute(predictions=scores.tolist(), references=references, n_bootstrap=args.n_bootstrap))
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    figures = plot_curves(scores, labels, task, names, args.output_dir)
+    results = {
+        "model": args.model_path,
+        "dataset": args.dataset,
+        "split": args.split,
+        "label_column": args.label_column,
+        "task": task,
+        "examples": len(rows),
+        "left_out_without_label": len(dataset) - len(rows),
+        "metrics": metrics,
+        "figures": figures,
+    }
+    (args.output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    width = max(len(name) for name in metrics)
+    for name, value in metrics.items():
+        logger.info("%s %.4f", name.ljust(width), value)
+    return results
+
+
+if __name__ == "__main__":
+    main()

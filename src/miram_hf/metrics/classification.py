@@ -2,9 +2,10 @@
 with scikit-learn, each with a bootstrap 95% confidence interval.
 
 The MIRAM paper reports accuracy, AUC and AP: one-vs-rest macro averages for the single-label pathology task and
-macro averages over the labels for the multi-label mass-margin task (over the labels that have both positive and
-negative examples: AUC and AP are undefined for the others). Predictions are class scores (probabilities or
-logits) of shape (n, classes); references are class indices (`single_label`) or multi-hot rows (`multi_label`).
+macro averages over the labels for the multi-label mass-margin task; both over the classes or labels that have
+positive and negative examples (AUC and AP are undefined for the others, as in a small validation split).
+Predictions are class scores (probabilities, or logits: single-label ones go through a softmax) of shape
+(n, classes); references are class indices (`single_label`) or multi-hot rows (`multi_label`).
 
     >>> metric = RocAuc("single_label")
     >>> metric.compute(predictions=[[0.8, 0.2], [0.3, 0.7]], references=[0, 1])
@@ -66,6 +67,12 @@ class ClassificationMetric(evaluate.Metric):
         low, high = np.percentile(samples, [tail, 100 - tail]) if samples else (float("nan"), float("nan"))
         return {self.name: float(value), f"{self.name}_ci_low": float(low), f"{self.name}_ci_high": float(high)}
 
+    def _one_vs_rest(self, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(binary label matrix, per-class scores): one-hot classes and softmax probabilities for single-label."""
+        if self.config_name == "single_label":
+            return np.eye(scores.shape[1], dtype=int)[labels], _softmax_if_logits(scores)
+        return labels, scores
+
     def _decisions(self, scores: np.ndarray) -> np.ndarray:
         if self.config_name == "single_label":
             return scores.argmax(axis=1)
@@ -84,19 +91,15 @@ class Accuracy(ClassificationMetric):
 
 
 class RocAuc(ClassificationMetric):
-    """ROC AUC: one-vs-rest macro (single-label), macro over labels (multi-label)."""
+    """ROC AUC: one-vs-rest macro (single-label; the same as scikit-learn's `multi_class="ovr"`), macro over labels
+    (multi-label)."""
 
     name = "roc_auc"
 
     def score(self, scores, labels):
-        if self.config_name == "single_label":
-            probabilities = _softmax_if_logits(scores)
-            if scores.shape[1] == 2:  # binary: sklearn wants the positive class's score alone
-                return roc_auc_score(labels, probabilities[:, 1])
-            classes = np.arange(scores.shape[1])
-            return roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=classes)
-        present = _present_labels(labels)
-        return roc_auc_score(labels[:, present], scores[:, present], average="macro")
+        one_hot, scores = self._one_vs_rest(scores, labels)
+        present = _present_labels(one_hot)
+        return roc_auc_score(one_hot[:, present], scores[:, present], average="macro")
 
 
 class AveragePrecision(ClassificationMetric):
@@ -105,13 +108,9 @@ class AveragePrecision(ClassificationMetric):
     name = "average_precision"
 
     def score(self, scores, labels):
-        if self.config_name == "single_label":
-            one_hot = np.eye(scores.shape[1], dtype=int)[labels]
-            if (one_hot.sum(axis=0) == 0).any():
-                raise ValueError("a class has no positive example")
-            return average_precision_score(one_hot, scores, average="macro")
-        present = _present_labels(labels)
-        return average_precision_score(labels[:, present], scores[:, present], average="macro")
+        one_hot, scores = self._one_vs_rest(scores, labels)
+        present = _present_labels(one_hot)
+        return average_precision_score(one_hot[:, present], scores[:, present], average="macro")
 
 
 class F1(ClassificationMetric):
@@ -124,7 +123,7 @@ class F1(ClassificationMetric):
 
 
 def _present_labels(labels: np.ndarray) -> np.ndarray:
-    """Multi-label AUC and AP average over the labels that occur and are not everywhere: the others are undefined."""
+    """AUC and AP average over the classes (labels) that occur and are not everywhere: the others are undefined."""
     counts = labels.sum(axis=0)
     present = (counts > 0) & (counts < len(labels))
     if not present.any():

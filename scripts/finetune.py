@@ -1,0 +1,189 @@
+"""Fine-tune a pretrained checkpoint (MIRAM, or a transformers ViT/ViTMAE encoder) on a collection's lesion or image
+task with `Trainer`: single-label (`label_pathology`) or multi-label (`label_mass_margins`, masses only), class
+weights against imbalance, layer-wise lr decay, drop path, mammogram augmentations on the fly, the best checkpoint on
+the validation split, early stopping, a model card, and `--push_to_hub`.
+
+    python scripts/finetune.py --model_name_or_path outputs/demo/model --dataset synthetic --output_dir out/ft
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    EarlyStoppingCallback,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+)
+
+import miram_hf  # noqa: F401  (registers the models and the processor)
+from miram_hf import MammographyImageProcessor
+from miram_hf.data import load_mammography
+from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
+from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
+from miram_hf.training import parameter_groups
+from miram_hf.training.model_card import render_model_card
+
+logger = logging.getLogger("finetune")
+
+
+@dataclass
+class FinetuneArguments:
+    model_name_or_path: str = field(metadata={"help": "a pretrained checkpoint folder or Hub id"})
+    dataset: str = field(default="synthetic")
+    data_dir: str | None = field(default=None)
+    dataset_config: str = field(default="lesions")
+    label_column: str = field(default="label_pathology", metadata={"help": "or label_mass_margins (multi-label)"})
+    image_size: int | None = field(default=None, metadata={"help": "defaults to the model's image_size"})
+    layer_decay: float | None = field(default=0.75)
+    drop_path_rate: float = field(default=0.1)
+    class_weighting: bool = field(default=True)
+    early_stopping_patience: int | None = field(default=5)
+    num_images: int | None = field(default=None, metadata={"help": "synthetic only"})
+
+
+class WeightedTrainer(Trainer):
+    """Trainer with class-weighted losses (inverse frequency) and MAE's layer-wise lr decay groups."""
+
+    def __init__(self, *args, class_weights=None, layer_decay=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_weights, self.layer_decay = class_weights, layer_decay
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            groups = parameter_groups(
+                self.model, self.args.learning_rate, self.args.weight_decay, layer_decay=self.layer_decay
+            )
+            self.optimizer = torch.optim.AdamW(groups, betas=(self.args.adam_beta1, self.args.adam_beta2))
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs.logits
+        weights = None if self.class_weights is None else self.class_weights.to(logits.device)
+        if model.config.problem_type == "multi_label_classification":
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights)
+        else:
+            loss = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+        return (loss, outputs) if return_outputs else loss
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
+    args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    training_args.remove_unused_columns = False  # the on-the-fly transform makes the inputs from the image column
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    extra = {"num_images": args.num_images} if args.num_images is not None else {}
+    splits = load_mammography(args.dataset, args.data_dir, args.dataset_config, **extra)
+    multi_label = args.label_column == "label_mass_margins"
+    feature = splits["train"].features[args.label_column]
+    names = feature.feature.names if multi_label else feature.names
+
+    def has_label(row) -> bool:  # masses only for margins; no background crops or -1 labels
+        return row["label_pathology"] in (0, 1) if multi_label else row[args.label_column] >= 0
+
+    splits = {name: split.filter(has_label) for name, split in splits.items()}
+    model = AutoModelForImageClassification.from_pretrained(
+        args.model_name_or_path,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)},
+        problem_type="multi_label_classification" if multi_label else "single_label_classification",
+        drop_path_rate=args.drop_path_rate,
+        ignore_mismatched_sizes=True,
+    )
+    try:
+        processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
+    except OSError:
+        size = args.image_size or model.config.image_size
+        processor = MammographyImageProcessor(size={"height": size, "width": size})
+    processor.num_channels = model.config.num_channels
+    augment = Compose([RandomFlip(0.5, 0.5), Gamma(p=0.8), Contrast(p=0.8)])
+
+    def targets(values: list) -> list:
+        """A label column's values as training targets: class indices, or multi-hot rows for the margin atoms."""
+        if not multi_label:
+            return values
+        return [np.isin(np.arange(len(names)), atoms).astype(np.float32) for atoms in values]
+
+    def transform(rows, train: bool):
+        pixels = processor([np.array(image) for image in rows["image"]], return_tensors="pt")["pixel_values"]
+        if train:  # augment in [0, 1], before the processor's normalisation is re-applied
+            mean, std = float(processor.image_mean), float(processor.image_std)
+            pixels = (augment(pixels * std + mean) - mean) / std
+        return {"pixel_values": list(pixels), "labels": targets(rows[args.label_column])}
+
+    labels = np.array(targets(splits["train"][args.label_column]))
+    counts = labels.sum(0) if multi_label else np.bincount(labels, minlength=len(names))
+    class_weights = None
+    if args.class_weighting:
+        if multi_label:  # positives weighted by negatives / positives per label
+            class_weights = torch.tensor((len(labels) - counts) / np.maximum(counts, 1), dtype=torch.float32)
+        else:
+            class_weights = torch.tensor(len(labels) / (len(names) * np.maximum(counts, 1)), dtype=torch.float32)
+
+    train, validation = splits["train"], splits.get("validation", splits.get("test"))
+    train.set_transform(lambda rows: transform(rows, True))
+    validation.set_transform(lambda rows: transform(rows, False))
+
+    task = "multi_label" if multi_label else "single_label"
+    metrics = (Accuracy(task), RocAuc(task), AveragePrecision(task), F1(task))
+
+    def compute_metrics(prediction) -> dict:
+        scores = torch.tensor(prediction.predictions)
+        scores = scores.sigmoid() if multi_label else scores.softmax(-1)
+        references = prediction.label_ids.astype(int).tolist()
+        results = {}
+        for metric in metrics:
+            try:
+                results.update(metric.compute(predictions=scores.tolist(), references=references, n_bootstrap=100))
+            except ValueError as error:  # e.g. a validation split with one class
+                logger.warning("%s undefined: %s", type(metric).__name__, error)
+        return results
+
+    callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
+    trainer = WeightedTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=validation,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        class_weights=class_weights,
+        layer_decay=args.layer_decay,
+    )
+    trainer.train()
+    evaluation = trainer.evaluate()
+    trainer.save_model()
+    processor.save_pretrained(training_args.output_dir)
+    results = [
+        {"dataset_name": args.dataset, "dataset_type": args.dataset, "dataset_split": "validation",
+         "metric_type": key.removeprefix("eval_"), "metric_value": float(value)}
+        for key, value in evaluation.items()
+        if key.removeprefix("eval_") in ("accuracy", "roc_auc", "average_precision", "f1")
+    ]  # fmt: skip
+    card = render_model_card(
+        training_args.hub_model_id or Path(training_args.output_dir).name,
+        "image-classification",
+        f"{args.dataset} `{args.dataset_config}`, column `{args.label_column}`: {len(train)} training rows",
+        {"epochs": training_args.num_train_epochs, "max steps": training_args.max_steps,
+         "learning rate": training_args.learning_rate, "layer decay": args.layer_decay,
+         "drop path": args.drop_path_rate, "class weighting": args.class_weighting},
+        results=results,
+        base_model=args.model_name_or_path,
+    )  # fmt: skip
+    card.save(Path(training_args.output_dir) / "README.md")
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    return evaluation
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+import importlib.util
+from pathlib import Path
+
+import torch
+from conftest import tiny_miram_config
+from transformers import AutoModelForImageClassification
+
+from miram_hf import MammographyImageProcessor, MiramForPreTraining
+
+spec = importlib.util.spec_from_file_location("finetune_script", Path(__file__).parents[1] / "scripts" / "finetune.py")
+finetune = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(finetune)
+
+
+def pretrained(path: Path) -> Path:
+    MiramForPreTraining(tiny_miram_config(num_channels=1)).save_pretrained(path)
+    MammographyImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
+def test_finetune_a_pretrained_miram_on_phantom_lesions(tmp_path):
+    model_path = pretrained(tmp_path / "pretrained")
+    output = tmp_path / "finetuned"
+    evaluation = finetune.main(
+        ["--model_name_or_path", str(model_path), "--output_dir", str(output), "--num_images", "16",
+         "--max_steps", "4", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+         "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
+         "--load_best_model_at_end", "true", "--metric_for_best_model", "roc_auc", "--report_to", "none",
+         "--learning_rate", "1e-3", "--use_cpu", "true"]
+    )  # fmt: skip
+    assert "eval_roc_auc" in evaluation or "eval_accuracy" in evaluation
+    model = AutoModelForImageClassification.from_pretrained(output)
+    assert model.config.num_labels == 4 and model.config.id2label[1] == "malignant_mass"
+    encoder = MiramForPreTraining.from_pretrained(model_path).miram.layers[0].mlp.fc1.weight
+    assert not torch.equal(model.miram.layers[0].mlp.fc1.weight, encoder)  # it trained
+    assert "model-index" in (output / "README.md").read_text()
+    assert (output / "preprocessor_config.json").exists()

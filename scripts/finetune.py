@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
     def transform(rows, train: bool):
         pixels = processor([np.array(image) for image in rows["image"]], return_tensors="pt")["pixel_values"]
         if train:  # augment in [0, 1], before the processor's normalisation is re-applied
-            mean, std = float(processor.image_mean), float(processor.image_std)
+            mean, std = (float(np.mean(processor.image_mean)), float(np.mean(processor.image_std)))
+            if not processor.do_normalize:
+                mean, std = 0.0, 1.0
             pixels = (augment(pixels * std + mean) - mean) / std
         return {"pixel_values": list(pixels), "labels": targets(rows[args.label_column])}
 

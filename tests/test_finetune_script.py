@@ -35,3 +35,17 @@ def test_finetune_a_pretrained_miram_on_phantom_lesions(tmp_path):
     assert not torch.equal(model.miram.layers[0].mlp.fc1.weight, encoder)  # it trained
     assert "model-index" in (output / "README.md").read_text()
     assert (output / "preprocessor_config.json").exists()
+
+
+def test_finetune_mass_margins_multi_label(tmp_path):
+    model_path = pretrained(tmp_path / "pretrained")
+    output = tmp_path / "margins"
+    finetune.main(
+        ["--model_name_or_path", str(model_path), "--output_dir", str(output), "--num_images", "16",
+         "--label_column", "label_mass_margins", "--max_steps", "2", "--per_device_train_batch_size", "4",
+         "--eval_strategy", "no", "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none",
+         "--use_cpu", "true"]
+    )  # fmt: skip
+    model = AutoModelForImageClassification.from_pretrained(output)
+    assert model.config.problem_type == "multi_label_classification" and model.config.num_labels == 5
+    assert model.config.id2label[4] == "spiculated"

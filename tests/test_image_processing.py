@@ -9,7 +9,7 @@ from transformers import AutoImageProcessor
 
 from miram_hf import MammographyImageProcessor, MiramConfig
 from miram_hf.processing import read_mammogram
-from miram_hf.processing.image_processing_mammography import MASK_SIDE, breast_box, to_unit_range
+from miram_hf.processing.image_processing_mammography import MASK_SIDE, breast_box, to_array, to_unit_tensor
 
 PLAIN = dict(do_breast_crop=False, do_flip=False, do_normalize=False)
 
@@ -45,9 +45,10 @@ def test_sixteen_bit_precision_end_to_end():
 
 def test_intensities_scale_by_the_real_bit_depth():
     twelve_bit = np.array([[0, 4095], [2048, 1024]], dtype=np.uint16)
-    torch.testing.assert_close(to_unit_range(twelve_bit).max(), torch.tensor(1.0))
+    assert to_array(twelve_bit)[1] == 4095  # 12 bits: the smallest depth that holds 4095
     eight_bit = np.array([[0, 255]], dtype=np.uint8)
-    torch.testing.assert_close(to_unit_range(eight_bit), torch.tensor([[0.0, 1.0]]))
+    assert to_array(eight_bit)[1] == 255
+    torch.testing.assert_close(to_unit_tensor(*to_array(eight_bit)), torch.tensor([[0.0, 1.0]]))
 
 
 def test_breast_crop_leaves_out_a_burned_in_label():
@@ -64,7 +65,7 @@ def test_flip_puts_the_chest_wall_on_the_left():
     processor = MammographyImageProcessor(size={"height": 64, "width": 64}, do_breast_crop=False, do_normalize=False)
     out = processor(right_breast)["pixel_values"][0, 0]
     assert out[:, :32].sum() > out[:, 32:].sum()
-    torch.testing.assert_close(out, to_unit_range(right_breast).flip(-1))
+    torch.testing.assert_close(out, to_unit_tensor(*to_array(right_breast)).flip(-1))
 
 
 def test_keep_aspect_ratio_pads_with_background_away_from_the_chest_wall():

@@ -49,7 +49,7 @@ def save_reconstruction(
         panels.append((f"x{scale} reconstruction", model.unpatchify(predicted, target.shape[-2:])))
 
     for row in range(rows):
-        low, high = _display_range(pixel_values[row])
+        low, high = pixel_values[row].float().min().item(), pixel_values[row].float().max().item()
         for column, (title, images) in enumerate(panels):
             axis = axes[row, column]
             axis.imshow(_to_gray(images[row]), cmap=_gray_with_masked_patches(), vmin=low, vmax=high)
@@ -73,11 +73,6 @@ def _mask_pixels(mask: torch.Tensor, grid: tuple[int, int], patch_size: int) -> 
 
 def _to_gray(image: torch.Tensor) -> np.ndarray:
     return image.float().mean(dim=0).cpu().numpy()
-
-
-def _display_range(image: torch.Tensor) -> tuple[float, float]:
-    values = image.float()
-    return values.min().item(), values.max().item()
 
 
 def _gray_with_masked_patches() -> matplotlib.colors.Colormap:

@@ -216,11 +216,6 @@ def to_unit_tensor(array: np.ndarray, top_value: float) -> torch.Tensor:
     return tensor.to(torch.float32).mul_(1.0 / top_value).clamp_(0, 1)
 
 
-def to_unit_range(image) -> torch.Tensor:
-    """Any supported input -> 2-D float32 tensor in [0, 1]."""
-    return to_unit_tensor(*to_array(image))
-
-
 def _to_2d(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         return array

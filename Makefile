@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PYTHON) scripts/demo_reconstruction.py --output_dir outputs/demo
+	$(VENV)/bin/accelerate launch scripts/pretrain.py
 
 lint: $(VENV)/.installed
 	$(PYTHON) -m ruff check src tests scripts bench

@@ -27,6 +27,7 @@ from miram_hf.data import load_mammography
 from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
 from miram_hf.training import parameter_groups
+from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import render_model_card
 
 logger = logging.getLogger("finetune")
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
     training_args.remove_unused_columns = False  # the on-the-fly transform makes the inputs from the image column
+    # pushed once at the end, card included (Trainer's own push would replace our card with its own)
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    if push_to_hub and not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb-cbis-pathology).")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     extra = {"num_images": args.num_images} if args.num_images is not None else {}
@@ -182,8 +187,8 @@ def main(argv: list[str] | None = None) -> dict:
         base_model=args.model_name_or_path,
     )  # fmt: skip
     card.save(Path(training_args.output_dir) / "README.md")
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
+    if push_to_hub:
+        push_folder_to_hub(training_args.output_dir, training_args.hub_model_id, commit_message="Fine-tuned model")
     return evaluation
 
 

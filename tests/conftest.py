@@ -36,3 +36,34 @@ def tiny_config() -> MiramConfig:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def record_hub_commits(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """No Hub is reachable here: the Hub client's create_repo and create_commit are replaced by ones that record each
+    commit as {"repo_id", "message", "files": {path in repo: bytes}}."""
+    from huggingface_hub import CommitInfo, HfApi, RepoUrl
+
+    commits = []
+
+    def create_repo(self, repo_id, **kwargs):
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def create_commit(self, repo_id, operations, *, commit_message, **kwargs):
+        files = {}
+        for operation in operations:
+            source = operation.path_or_fileobj
+            files[operation.path_in_repo] = source if isinstance(source, bytes) else open(source, "rb").read()
+        commits.append({"repo_id": repo_id, "message": commit_message, "files": files})
+        url = f"https://huggingface.co/{repo_id}/commit/{len(commits):040x}"
+        return CommitInfo(
+            commit_url=url, commit_message=commit_message, commit_description="", oid=f"{len(commits):040x}"
+        )
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    return commits
+
+
+@pytest.fixture
+def fake_hub(monkeypatch) -> list[dict]:
+    return record_hub_commits(monkeypatch)

@@ -37,15 +37,20 @@ def test_finetune_a_pretrained_miram_on_phantom_lesions(tmp_path):
     assert (output / "preprocessor_config.json").exists()
 
 
-def test_finetune_mass_margins_multi_label(tmp_path):
+def test_finetune_mass_margins_multi_label_and_push(tmp_path, fake_hub):
     model_path = pretrained(tmp_path / "pretrained")
     output = tmp_path / "margins"
     finetune.main(
         ["--model_name_or_path", str(model_path), "--output_dir", str(output), "--num_images", "16",
          "--label_column", "label_mass_margins", "--max_steps", "2", "--per_device_train_batch_size", "4",
          "--eval_strategy", "no", "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none",
-         "--use_cpu", "true"]
+         "--use_cpu", "true", "--push_to_hub", "true", "--hub_model_id", "org/miram-margins"]
     )  # fmt: skip
     model = AutoModelForImageClassification.from_pretrained(output)
     assert model.config.problem_type == "multi_label_classification" and model.config.num_labels == 5
     assert model.config.id2label[4] == "spiculated"
+    (commit,) = fake_hub
+    assert commit["repo_id"] == "org/miram-margins"
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_miram.py"} <= set(commit["files"])
+    assert commit["files"]["README.md"] == (output / "README.md").read_bytes()  # our card, not Trainer's
+    assert b"label_mass_margins" in commit["files"]["README.md"]

@@ -1,4 +1,4 @@
-"""Pictures of what a model does: MIRAM reconstructions at every scale."""
+"""Pictures of what a model does: MIRAM reconstructions at every scale (and MAE's at its one)."""
 
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,6 +9,8 @@ matplotlib.use("Agg")  # files only: no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from transformers import ViTMAEForPreTraining  # noqa: E402
+from transformers.models.vit_mae.modeling_vit_mae import ViTMAEForPreTrainingOutput  # noqa: E402
 
 from .modeling.miram.modeling_miram import (  # noqa: E402
     MiramForPreTraining,
@@ -19,9 +21,9 @@ from .modeling.miram.modeling_miram import (  # noqa: E402
 
 @torch.no_grad()
 def save_reconstruction(
-    model: MiramForPreTraining,
+    model: MiramForPreTraining | ViTMAEForPreTraining,
     pixel_values: torch.Tensor,
-    outputs: MiramForPreTrainingOutput,
+    outputs: MiramForPreTrainingOutput | ViTMAEForPreTrainingOutput,
     path: str | Path,
     target_pixel_values: Sequence[torch.Tensor] | None = None,
     max_images: int = 4,
@@ -30,14 +32,19 @@ def save_reconstruction(
     patches pasted back, as in MAE's demo) side by side, and save the figure as a PNG at `path`."""
     config = model.config
     grid = (pixel_values.shape[-2] // config.patch_size, pixel_values.shape[-1] // config.patch_size)
-    targets = model.scale_targets(pixel_values, target_pixel_values)
+    # MIRAM, or transformers' ViTMAE: one scale, one logits tensor
+    scales = getattr(config, "scales", [1])
+    targets = (
+        model.scale_targets(pixel_values, target_pixel_values) if hasattr(model, "scale_targets") else [pixel_values]
+    )
+    scale_logits = outputs.logits if isinstance(outputs.logits, (tuple, list)) else [outputs.logits]
     rows = min(max_images, pixel_values.shape[0])
-    columns = 2 + len(config.scales)
+    columns = 2 + len(scales)
     figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.4 * rows), squeeze=False)
 
     masked_pixels = _mask_pixels(outputs.mask, grid, config.patch_size)
     panels = [("input", pixel_values), ("masked", pixel_values.masked_fill(masked_pixels, float("nan")))]
-    for scale, target, logits in zip(config.scales, targets, outputs.logits, strict=True):
+    for scale, target, logits in zip(scales, targets, scale_logits, strict=True):
         target_patches = model.patchify(target.float())
         predicted = logits.float()
         if config.norm_pix_loss:  # the decoder predicts normalised patches: bring back each patch's mean and std

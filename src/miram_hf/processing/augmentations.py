@@ -43,6 +43,21 @@ def _sample_grid(images: torch.Tensor, theta: torch.Tensor, size: tuple[int, int
     return functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def random_crop_regions(
+    batch: int, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), generator: torch.Generator | None = None, device=None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random regions of `scale` (fraction of the area) and `ratio` (width / height), as (width, height, centre_x,
+    centre_y) per image: sides as fractions of the image's, centres in [-1, 1] image coordinates (`affine_grid`'s).
+    The draws depend on `batch` only, so one seed gives the same regions of an image at any resolution."""
+    area = _uniform(batch, *scale, generator, device)
+    log_ratio = _uniform(batch, math.log(ratio[0]), math.log(ratio[1]), generator, device)
+    width = (area * log_ratio.exp()).sqrt().clamp(max=1.0)
+    height = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
+    centre_x = (1 - width) * (2 * _uniform(batch, 0, 1, generator, device) - 1)  # in [-1 + w, 1 - w]
+    centre_y = (1 - height) * (2 * _uniform(batch, 0, 1, generator, device) - 1)
+    return width, height, centre_x, centre_y
+
+
 class RandomResizedCrop(Augmentation):
     """A random region of `scale` (fraction of the area) and `ratio` (width / height) resized to `size`."""
 
@@ -52,12 +67,7 @@ class RandomResizedCrop(Augmentation):
 
     def transform(self, images, generator):
         batch, device = images.shape[0], images.device
-        area = _uniform(batch, *self.scale, generator, device)
-        log_ratio = _uniform(batch, math.log(self.ratio[0]), math.log(self.ratio[1]), generator, device)
-        width = (area * log_ratio.exp()).sqrt().clamp(max=1.0)  # fractions of the image side
-        height = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
-        centre_x = (1 - width) * (2 * _uniform(batch, 0, 1, generator, device) - 1)  # in [-1 + w, 1 - w]
-        centre_y = (1 - height) * (2 * _uniform(batch, 0, 1, generator, device) - 1)
+        width, height, centre_x, centre_y = random_crop_regions(batch, self.scale, self.ratio, generator, device)
         theta = torch.zeros(batch, 2, 3, device=device, dtype=images.dtype)
         theta[:, 0, 0], theta[:, 0, 2] = width, centre_x
         theta[:, 1, 1], theta[:, 1, 2] = height, centre_y
@@ -252,4 +262,5 @@ __all__ = [
     "TwoViews",
     "gaussian_blur",
     "mammogram_ssl_views",
+    "random_crop_regions",
 ]

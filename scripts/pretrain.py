@@ -1,0 +1,297 @@
+"""Pretrain MIRAM (or MAE) with accelerate, from one CPU to many GPUs and nodes.
+
+    accelerate launch scripts/pretrain.py                     # MIRAM on the synthetic phantom, a few CPU minutes
+    accelerate launch --config_file configs/accelerate/ddp.yaml scripts/pretrain.py --model_config vit-base \\
+        --dataset cbis-ddsm --data_dir /data/CBIS-DDSM --num_train_epochs 500 --per_device_train_batch_size 128
+    accelerate launch scripts/pretrain.py --dataset out/cbis --streaming   # parquet from scripts/prepare_data.py
+
+MAE's recipe: AdamW (0.9, 0.95), weight decay 0.05 off biases and norms, lr = base_learning_rate x global batch /
+256 unless --learning_rate is given, linear warmup then half-cosine, gradient clipping. Checkpoints every
+--save_steps under output_dir/checkpoints (model, optimizer, scheduler, random states, data position); rerunning the
+same command with --resume_from_checkpoint latest carries on exactly where the last one left off. The output folder
+ends up with the model, its processor, a model card and reconstruction pictures, ready for from_pretrained or the Hub.
+"""
+
+import json
+import logging
+import math
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import send_to_device, set_seed
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
+
+from miram_hf.training import parameter_groups
+from miram_hf.training.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from miram_hf.training.hub import push_folder_to_hub
+from miram_hf.training.model_card import render_model_card
+from miram_hf.training.pretraining import (
+    MODEL_PRESETS,
+    MODEL_TYPES,
+    PretrainingCollator,
+    batches_per_epoch,
+    epoch_batches,
+    mask_noise,
+    pretraining_config,
+    pretraining_dataset,
+    pretraining_model,
+    pretraining_processor,
+)
+from miram_hf.visualization import save_reconstruction
+
+logger = logging.getLogger("pretrain")
+
+
+@dataclass
+class PretrainingArguments:
+    # the model
+    model_type: str = field(default="miram", metadata={"help": f"one of {sorted(MODEL_TYPES)}"})
+    model_config: str = field(default="vit-tiny", metadata={"help": f"{sorted(MODEL_PRESETS)} or a config path"})
+    image_size: int | None = field(default=None, metadata={"help": "input side (presets: 112, as in the paper)"})
+    patch_size: int | None = field(default=None, metadata={"help": "presets: 16"})
+    scales: list[int] | None = field(default=None, metadata={"help": "MIRAM's reconstruction factors (default 1 2)"})
+    decoder_attention: list[str] | None = field(default=None, metadata={"help": "MIRAM: one per scale"})
+    mask_ratio: float | None = field(default=None, metadata={"help": "default 0.75"})
+    norm_pix_loss: bool | None = field(default=None)
+    # the data
+    dataset: str = field(default="synthetic", metadata={"help": "a collection, a mixture or a parquet path"})
+    data_dir: str | None = field(default=None, metadata={"help": "mixtures: name=folder,name=folder"})
+    dataset_config: str = field(default="lesions", metadata={"help": "lesions, tiles or images"})
+    num_images: int | None = field(default=128, metadata={"help": "synthetic only: phantoms to draw"})
+    streaming: bool = field(default=False, metadata={"help": "stream parquet files instead of loading them"})
+    shuffle_buffer_size: int = field(default=1000, metadata={"help": "streaming shuffle buffer, in rows"})
+    crop_scale: list[float] = field(default_factory=lambda: [0.2, 1.0], metadata={"help": "random resized crop area"})
+    cache_dir: str | None = field(default=None)
+    dataloader_num_workers: int = field(default=0)
+    # the schedule, named as in TrainingArguments
+    output_dir: str = field(default="outputs/pretrain")
+    max_steps: int = field(default=-1, metadata={"help": "overrides num_train_epochs when > 0"})
+    num_train_epochs: float = field(default=40)
+    per_device_train_batch_size: int = field(default=16)
+    gradient_accumulation_steps: int = field(default=1)
+    learning_rate: float | None = field(default=None, metadata={"help": "absolute lr; overrides base_learning_rate"})
+    base_learning_rate: float = field(default=1.5e-4, metadata={"help": "lr = blr x global batch / 256"})
+    weight_decay: float = field(default=0.05)
+    adam_beta1: float = field(default=0.9)
+    adam_beta2: float = field(default=0.95)
+    warmup_steps: int | None = field(default=None, metadata={"help": "default: 5% of the steps"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "0 turns clipping off"})
+    mixed_precision: str | None = field(default=None, metadata={"help": "no, fp16 or bf16 (default: accelerate's)"})
+    save_steps: int = field(default=500)
+    save_total_limit: int | None = field(default=2)
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder or `latest`"})
+    logging_steps: int = field(default=10)
+    report_to: str = field(default="tensorboard", metadata={"help": "tensorboard, trackio, wandb, all or none"})
+    seed: int = field(default=0)
+    push_to_hub: bool = field(default=False)
+    hub_model_id: str | None = field(default=None)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    (args,) = HfArgumentParser(PretrainingArguments).parse_args_into_dataclasses(args=argv)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_dir=str(output_dir / "runs"),
+    )
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING, format="%(message)s")
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb).")
+    if args.streaming and args.max_steps <= 0:
+        raise ValueError("A streamed dataset has no length: give --max_steps.")
+    set_seed(args.seed)
+
+    # data
+    extra = {"num_images": args.num_images} if args.dataset == "synthetic" and args.num_images else {}
+    with accelerator.main_process_first():  # one process builds the dataset cache, the others read it
+        dataset = pretraining_dataset(
+            args.dataset, args.data_dir, args.dataset_config, args.streaming, args.cache_dir, **extra
+        )
+    streamed = isinstance(dataset, datasets.IterableDataset)
+    batch_size, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
+    global_batch = batch_size * accumulation * accelerator.num_processes
+    if args.max_steps > 0:
+        max_steps = args.max_steps
+    else:
+        per_epoch = batches_per_epoch(dataset, batch_size, accelerator.num_processes) // accumulation
+        max_steps = max(1, math.ceil(args.num_train_epochs * max(1, per_epoch)))
+
+    # model, processor, optimizer, schedule
+    config = pretraining_config(
+        args.model_type, args.model_config, image_size=args.image_size, patch_size=args.patch_size,
+        scales=args.scales, decoder_attention=args.decoder_attention, mask_ratio=args.mask_ratio,
+        norm_pix_loss=args.norm_pix_loss,
+    )  # fmt: skip
+    model = pretraining_model(config)
+    processor = pretraining_processor(config)
+    collator = PretrainingCollator(processor, args.seed, augment=True, crop_scale=args.crop_scale)
+    learning_rate = args.learning_rate or args.base_learning_rate * global_batch / 256
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, learning_rate, args.weight_decay), betas=(args.adam_beta1, args.adam_beta2)
+    )
+    warmup_steps = args.warmup_steps if args.warmup_steps is not None else round(0.05 * max_steps)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, max_steps)
+    # stepped here once per optimizer step, not through accelerate (which steps a prepared one once per process)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    unwrapped = accelerator.unwrap_model(model)
+
+    # resume
+    checkpoints_dir = output_dir / "checkpoints"
+    progress = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "log_history": []}
+    checkpoint = args.resume_from_checkpoint
+    if checkpoint == "latest":
+        checkpoint = latest_checkpoint(checkpoints_dir)
+        if checkpoint is None:
+            logger.info("No checkpoint in %s yet: starting from scratch.", checkpoints_dir)
+    if checkpoint:
+        progress = load_checkpoint(accelerator, checkpoint)
+        logger.info("Resumed from %s at step %d.", checkpoint, progress["step"])
+
+    preview = preview_batch(dataset, processor)
+    if accelerator.is_main_process:
+        accelerator.init_trackers(
+            "pretrain", config={k: str(v) for k, v in asdict(args).items()} | {"learning_rate_used": learning_rate}
+        )
+    logger.info(
+        "%s (%s, %.1fM parameters): %d steps of %d images (%d per process x %d accumulation x %d processes), lr %.2e",
+        args.model_type, args.model_config, unwrapped.num_parameters() / 1e6, max_steps, global_batch, batch_size,
+        accumulation, accelerator.num_processes, learning_rate,
+    )  # fmt: skip
+
+    seen = {"images": 0, "pixel_crc32": 0}  # what this process trained on in this run: a check of the sharding
+
+    def batches():
+        """Micro-batches from the saved position on, epoch after epoch; the position is tracked in `progress`."""
+        while True:
+            skip = progress["batches_in_epoch"]
+            produced = False
+            for batch in epoch_batches(
+                dataset, collator, batch_size, progress["epoch"], accelerator.process_index,
+                accelerator.num_processes, skip, args.shuffle_buffer_size, args.dataloader_num_workers,
+            ):  # fmt: skip
+                produced = True
+                progress["batches_in_epoch"] += 1
+                seen["images"] += len(batch["pixel_values"])
+                seen["pixel_crc32"] = zlib.crc32(batch["pixel_values"].numpy().tobytes(), seen["pixel_crc32"])
+                yield send_to_device(batch, accelerator.device)
+            if not produced and skip == 0:
+                raise ValueError(f"Process {accelerator.process_index} got no batch from {args.dataset}.")
+            progress["epoch"] += 1
+            progress["batches_in_epoch"] = 0
+
+    stream = batches()
+    model.train()
+    bar = tqdm(total=max_steps, initial=progress["step"], disable=not accelerator.is_local_main_process)
+    while progress["step"] < max_steps:
+        step = progress["step"] + 1
+        losses = []
+        for micro_batch in range(accumulation):
+            batch = next(stream)
+            noise = mask_noise(batch["pixel_values"], config.patch_size, args.seed, step, accelerator.process_index,
+                               micro_batch)  # fmt: skip
+            # gradients are averaged across processes, and the optimizer steps, on the last micro-batch only
+            with accelerator.accumulate(model):
+                loss = model(**batch, noise=noise).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+        scheduler.step()
+        progress["step"] = step
+        bar.update(1)
+
+        if step % args.logging_steps == 0 or step == max_steps:
+            loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+            record = {
+                "step": step,
+                "epoch": progress["epoch"],
+                "loss": loss,
+                "learning_rate": scheduler.get_last_lr()[0],
+            }
+            progress["log_history"].append(record)
+            accelerator.log({"train/loss": loss, "train/learning_rate": record["learning_rate"]}, step=step)
+            bar.set_postfix(loss=f"{loss:.4f}")
+        if step % args.save_steps == 0 or step == max_steps:
+            save_checkpoint(accelerator, checkpoints_dir, step, progress, args.save_total_limit)
+            if accelerator.is_main_process:
+                log_reconstruction(accelerator, unwrapped, preview, output_dir / "reconstructions" / f"step-{step}.png",
+                                   args.seed, step)  # fmt: skip
+    bar.close()
+
+    # the model folder: weights, config, remote code, processor, card, last reconstruction
+    accelerator.wait_for_everyone()
+    per_process = accelerator.gather(torch.tensor([[seen["images"], seen["pixel_crc32"]]], device=accelerator.device))
+    progress["processes"] = [{"images": images, "pixel_crc32": crc} for images, crc in per_process.tolist()]
+    unwrapped.save_pretrained(
+        output_dir, is_main_process=accelerator.is_main_process, state_dict=accelerator.get_state_dict(model)
+    )
+    if accelerator.is_main_process:
+        processor.save_pretrained(output_dir)
+        log_reconstruction(accelerator, unwrapped, preview, output_dir / "reconstruction.png", args.seed, max_steps)
+        rows = None if streamed else len(dataset)
+        write_card(args, config, output_dir, rows, global_batch, learning_rate, max_steps)
+        (output_dir / "trainer_state.json").write_text(json.dumps(progress, indent=1))
+        if args.push_to_hub:
+            push_folder_to_hub(output_dir, args.hub_model_id, commit_message=f"Pretrained {max_steps} steps")
+    accelerator.end_training()
+    return progress
+
+
+def preview_batch(dataset, processor, size: int = 4) -> dict:
+    """The first rows, unaugmented: what the reconstruction pictures show at every checkpoint."""
+    rows = list(dataset.take(size)) if isinstance(dataset, datasets.IterableDataset) else dataset.select(range(size))
+    return PretrainingCollator(processor, augment=False)(list(rows))
+
+
+@torch.no_grad()
+def log_reconstruction(accelerator: Accelerator, model, preview: dict, path: Path, seed: int, step: int) -> None:
+    """Save the reconstruction picture of the preview batch (fixed masks) and hand it to the trackers."""
+    model.eval()
+    preview = send_to_device(preview, accelerator.device)
+    outputs = model(**preview, noise=mask_noise(preview["pixel_values"], model.config.patch_size, seed, step=0))
+    save_reconstruction(model, preview["pixel_values"], outputs, path, preview.get("target_pixel_values"))
+    model.train()
+    image = torch.from_numpy(np.array(Image.open(path).convert("RGB")))
+    for tracker in accelerator.trackers:
+        if hasattr(tracker, "log_images"):
+            tracker.log_images({"reconstruction": image[None]}, step=step, dataformats="NHWC")
+
+
+def write_card(
+    args: PretrainingArguments, config, output_dir: Path, rows: int | None, global_batch: int, learning_rate: float,
+    steps: int,
+) -> None:  # fmt: skip
+    """The model card: what was trained, on what data, with which recipe."""
+    data = f"`{args.dataset}`" + (f" (`{args.dataset_config}`)" if args.data_dir or args.dataset == "synthetic" else "")
+    data += f": {rows} training images" if rows is not None else ", streamed"
+    recipe = {
+        "model": f"{args.model_type} ({args.model_config}, image {config.image_size}, patch {config.patch_size})",
+        "steps": steps, "global batch": global_batch, "learning rate": f"{learning_rate:.3e}",
+        "optimizer": f"AdamW ({args.adam_beta1}, {args.adam_beta2}), weight decay {args.weight_decay}",
+        "schedule": "linear warmup + half-cosine", "augmentation": f"random resized crop {args.crop_scale} + flip",
+        "seed": args.seed,
+    }  # fmt: skip
+    architecture = {
+        "miram": "MIRAM: a ViT masked autoencoder with one decoder per reconstruction scale",
+        "mae": "MAE: transformers' ViTMAE masked autoencoder",
+    }[args.model_type]
+    card = render_model_card(
+        args.hub_model_id or output_dir.name, "pretraining", data, recipe, architecture=architecture
+    )
+    card.save(output_dir / "README.md")
+
+
+if __name__ == "__main__":
+    main()

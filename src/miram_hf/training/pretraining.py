@@ -1,0 +1,242 @@
+"""What `scripts/pretrain.py` builds: the model from a preset, the views cut from native pixels, the masking noise,
+and each process's batches of each epoch, all drawn from seeds rather than from the global random state so that a
+resumed run repeats a straight one exactly."""
+
+import zlib
+from collections.abc import Iterator
+
+import datasets
+import numpy as np
+import torch
+from datasets.distributed import split_dataset_by_node
+from torch import nn
+from torch.utils.data import DataLoader
+from transformers import AutoConfig, AutoModelForPreTraining, BatchFeature, PretrainedConfig, PreTrainedModel
+
+from ..data import BUILDERS, load_mammography, pretraining_mixture
+from ..data.mixtures import MIXTURES
+from ..modeling.miram.modeling_miram import sincos_position_embedding
+from ..processing import MammographyImageProcessor
+from ..processing.augmentations import random_crop_regions
+
+# --model_type -> transformers model_type. MAE is transformers' own ViTMAE.
+MODEL_TYPES = {"miram": "miram", "mae": "vit_mae"}
+# Encoders of DeiT's tiny / small and ViT's base sizes; MAE's decoder (512 wide, 8 deep) for base, narrower ones below.
+# One channel, 112 x 112 inputs in 16-pixel patches, as in the MIRAM paper.
+PRESET_INPUT = dict(num_channels=1, image_size=112, patch_size=16)
+MODEL_PRESETS = {
+    "vit-tiny": dict(
+        hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768,
+        decoder_hidden_size=128, decoder_num_hidden_layers=4, decoder_num_attention_heads=4,
+        decoder_intermediate_size=512,
+    ),
+    "vit-small": dict(
+        hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+        decoder_hidden_size=256, decoder_num_hidden_layers=4, decoder_num_attention_heads=8,
+        decoder_intermediate_size=1024,
+    ),
+    "vit-base": dict(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+        decoder_hidden_size=512, decoder_num_hidden_layers=8, decoder_num_attention_heads=16,
+        decoder_intermediate_size=2048,
+    ),
+}  # fmt: skip
+MIRAM_ONLY = ("scales", "decoder_attention")
+
+
+def pretraining_config(model_type: str, model_config: str, **overrides) -> PretrainedConfig:
+    """The config of a model to pretrain. `model_config` is a preset of MODEL_PRESETS (PRESET_INPUT) or a config
+    file or folder; `overrides` set its fields (image_size, patch_size, scales, ...; None leaves a field alone)."""
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"Unknown model_type {model_type!r}; choose one of {sorted(MODEL_TYPES)}.")
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if model_type != "miram" and set(overrides) & set(MIRAM_ONLY):
+        raise ValueError(f"{sorted(set(overrides) & set(MIRAM_ONLY))} are MIRAM options; model_type is {model_type}.")
+    if model_config in MODEL_PRESETS:
+        fields = {**PRESET_INPUT, **MODEL_PRESETS[model_config], **overrides}
+        return AutoConfig.for_model(MODEL_TYPES[model_type], **fields)
+    config = AutoConfig.from_pretrained(model_config, **overrides)
+    if config.model_type != MODEL_TYPES[model_type]:
+        raise ValueError(f"{model_config} is a {config.model_type} config, not one for model_type {model_type}.")
+    return config
+
+
+def pretraining_model(config: PretrainedConfig) -> PreTrainedModel:
+    """A freshly initialised model for `config` (MIRAM or ViTMAE) with its pretraining decoder(s)."""
+    model = AutoModelForPreTraining.from_config(config)
+    if config.model_type == "vit_mae":
+        initialize_vit_mae(model)
+    return model
+
+
+@torch.no_grad()
+def initialize_vit_mae(model: PreTrainedModel) -> None:
+    """MAE's initialisation of what `ViTMAEForPreTraining(config)` leaves at zero in transformers 5.x (its
+    `initialize_weights` returns early once the patch projection is flagged initialised, and `_init_weights` zeroes
+    the decoder's): the fixed sin-cos position embeddings of encoder and decoder, the CLS and the mask token. Without
+    it a ViTMAE pretrained from scratch never sees where its patches are."""
+    embeddings, decoder, config = model.vit.embeddings, model.decoder, model.config
+    side = int(embeddings.patch_embeddings.num_patches**0.5)
+    embeddings.position_embeddings.copy_(sincos_position_embedding(side, side, config.hidden_size)[None])
+    decoder.decoder_pos_embed.copy_(sincos_position_embedding(side, side, config.decoder_hidden_size)[None])
+    nn.init.normal_(embeddings.cls_token, std=config.initializer_range)
+    nn.init.normal_(decoder.mask_token, std=config.initializer_range)
+
+
+def pretraining_processor(config: PretrainedConfig) -> MammographyImageProcessor:
+    """The processor of a pretraining run: crops and tiles stretched to the model's input (MAE's random resized crop
+    sets the aspect), [0, 1] intensities normalised to mean 0.5 / std 0.5, and MIRAM's targets at every scale."""
+    size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+    return MammographyImageProcessor(
+        size={"height": size, "width": size},
+        do_breast_crop=False,  # crops and tiles lie inside the breast already
+        do_flip=False,
+        keep_aspect_ratio=False,
+        num_channels=config.num_channels,
+        scales=getattr(config, "scales", None),
+    )
+
+
+def derived_seed(*values: int) -> int:
+    """A 64-bit seed mixed from several integers (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([int(value) for value in values]).generate_state(1, np.uint64)[0])
+
+
+def mask_noise(
+    pixel_values: torch.Tensor, patch_size: int, seed: int, step: int, process_index: int = 0, micro_batch: int = 0
+) -> torch.Tensor:
+    """MAE's masking noise (batch, num_patches) for one micro-batch, drawn from (seed, step, process, micro-batch)."""
+    batch, _, height, width = pixel_values.shape
+    generator = torch.Generator().manual_seed(derived_seed(seed, step, process_index, micro_batch))
+    noise = torch.rand(batch, (height // patch_size) * (width // patch_size), generator=generator)
+    return noise.to(pixel_values.device)
+
+
+class PretrainingCollator:
+    """Rows with an `image` (a crop or a tile at any bit depth) -> the model's inputs, through `processor`.
+
+    With `augment`, each image goes through MAE's augmentation first: a random resized crop (`crop_scale` of the area,
+    aspect 3/4 to 4/3) and a horizontal flip, cut from the native pixels before the processor resizes them, so that
+    MIRAM's finer targets keep the native detail. The draws are seeded by (seed, epoch, image content), which gives a
+    resumed run the views of a straight one whatever the number of loader workers. Set `epoch` before each epoch.
+    """
+
+    def __init__(
+        self,
+        processor: MammographyImageProcessor,
+        seed: int = 0,
+        augment: bool = True,
+        crop_scale: tuple[float, float] = (0.2, 1.0),
+    ):
+        self.processor, self.seed, self.augment, self.crop_scale = processor, seed, augment, tuple(crop_scale)
+        self.epoch = 0
+
+    def __call__(self, rows: list[dict]) -> BatchFeature:
+        images = [np.asarray(row["image"]) for row in rows]
+        if self.augment:
+            images = [self.random_view(image) for image in images]
+        return self.processor(images, return_tensors="pt")
+
+    def random_view(self, image: np.ndarray) -> np.ndarray:
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch, zlib.crc32(image.tobytes())))
+        region = random_crop_regions(1, self.crop_scale, generator=generator)
+        width, height, centre_x, centre_y = (value.item() for value in region)
+        rows, columns = image.shape[:2]
+        crop_rows, crop_columns = max(1, round(height * rows)), max(1, round(width * columns))
+        top = min(max(0, round((centre_y + 1) / 2 * rows - crop_rows / 2)), rows - crop_rows)
+        left = min(max(0, round((centre_x + 1) / 2 * columns - crop_columns / 2)), columns - crop_columns)
+        view = image[top : top + crop_rows, left : left + crop_columns]
+        if torch.rand(1, generator=generator).item() < 0.5:
+            view = view[:, ::-1]
+        return np.ascontiguousarray(view)
+
+
+def pretraining_dataset(
+    dataset: str,
+    data_dir: str | None = None,
+    config_name: str = "lesions",
+    streaming: bool = False,
+    cache_dir: str | None = None,
+    **config_kwargs,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """The training images of `dataset`, as an `image` column:
+
+    - a collection (`synthetic`, `cbis-ddsm`, ...): the train split of its `config_name` (`lesions`, `tiles`, ...)
+      built from `data_dir`, with `config_kwargs` (e.g. `num_images` for synthetic);
+    - a mixture of the MIRAM paper (`lesions-only`, `mgs-and-lesions`; the `cbis-ddsm` set is the collection's
+      `lesions`): `data_dir` names each collection's folder, `cbis-ddsm=/data/CBIS-DDSM,inbreast=/data/INbreast`;
+    - anything else: parquet files (a folder, a file or a glob, e.g. from `scripts/prepare_data.py`), streamed
+      with `streaming=True` so that a dataset larger than memory trains.
+    """
+    if dataset in BUILDERS:
+        rows = load_mammography(dataset, data_dir, config_name, "train", cache_dir, **config_kwargs)
+    elif dataset in MIXTURES:
+        if not data_dir:
+            raise ValueError(f"The {dataset} mixture needs --data_dir name=folder,name=folder (e.g. inbreast=/data).")
+        folders = dict(item.split("=", 1) for item in data_dir.split(","))
+        rows = pretraining_mixture(dataset, folders, cache_dir=cache_dir)
+    else:
+        files = (
+            f"{dataset.rstrip('/')}/*.parquet" if not dataset.endswith(".parquet") and "*" not in dataset else dataset
+        )
+        rows = datasets.load_dataset("parquet", data_files={"train": files}, split="train", streaming=streaming)
+    if "image" not in rows.column_names:
+        raise ValueError(f"{dataset} has no `image` column (columns: {rows.column_names}).")
+    return rows.select_columns(["image"])
+
+
+def batches_per_epoch(dataset: datasets.Dataset, batch_size: int, num_processes: int) -> int:
+    """Full batches each process gets from one epoch of a map-style dataset (the same number on every process)."""
+    count = len(dataset) // num_processes // batch_size
+    if count == 0:
+        raise ValueError(
+            f"{len(dataset)} training rows are fewer than one batch of {batch_size} for each of {num_processes} "
+            "processes: lower --per_device_train_batch_size or add data."
+        )
+    return count
+
+
+def epoch_batches(
+    dataset: datasets.Dataset | datasets.IterableDataset,
+    collator: PretrainingCollator,
+    batch_size: int,
+    epoch: int,
+    process_index: int = 0,
+    num_processes: int = 1,
+    skip: int = 0,
+    shuffle_buffer_size: int = 1000,
+    num_workers: int = 0,
+) -> Iterator[BatchFeature]:
+    """This process's batches of `epoch`, the first `skip` left out: the dataset shuffled by (seed, epoch) and split
+    across processes (`split_dataset_by_node`). A map-style dataset gives every process the same number of full
+    batches; a streamed one gives each process its part of the stream (whole shards when they divide evenly)."""
+    seed = collator.seed
+    if isinstance(dataset, datasets.IterableDataset):
+        shuffled = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
+        shard = split_dataset_by_node(shuffled, process_index, num_processes).skip(skip * batch_size)
+        shard.set_epoch(epoch)
+    else:
+        count = batches_per_epoch(dataset, batch_size, num_processes)
+        shuffled = dataset.shuffle(seed=derived_seed(seed, epoch))
+        shard = split_dataset_by_node(shuffled.select(range(count * batch_size * num_processes)), process_index,
+                                      num_processes)  # fmt: skip
+        shard = shard.select(range(skip * batch_size, count * batch_size))
+    collator.epoch = epoch
+    loader = DataLoader(shard, batch_size=batch_size, collate_fn=collator, num_workers=num_workers, drop_last=True)
+    return iter(loader)
+
+
+__all__ = [
+    "MODEL_PRESETS",
+    "MODEL_TYPES",
+    "PretrainingCollator",
+    "batches_per_epoch",
+    "derived_seed",
+    "epoch_batches",
+    "initialize_vit_mae",
+    "mask_noise",
+    "pretraining_config",
+    "pretraining_dataset",
+    "pretraining_model",
+    "pretraining_processor",
+]

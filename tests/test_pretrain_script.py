@@ -1,0 +1,163 @@
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from conftest import tiny_miram_config
+from safetensors.torch import load_file
+from transformers import AutoModelForPreTraining, ViTMAEConfig, ViTMAEForPreTraining
+
+from miram_hf.training.checkpointing import latest_checkpoint
+
+ROOT = Path(__file__).parents[1]
+SCRIPT = ROOT / "scripts" / "pretrain.py"
+spec = importlib.util.spec_from_file_location("pretrain_script", SCRIPT)
+pretrain = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pretrain)
+
+
+def tiny_config_dir(path: Path) -> Path:
+    tiny_miram_config(num_channels=1).save_pretrained(path)
+    return path
+
+
+def arguments(config_dir: Path, output_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
+    # 8 phantoms: 6 in train, about 9 lesion crops, 2 batches of 4 per epoch; 6 steps cross two epoch boundaries
+    return ["--model_config", str(config_dir), "--output_dir", str(output_dir), "--cache_dir", str(cache_dir),
+            "--num_images", "8", "--per_device_train_batch_size", "4", "--max_steps", "6", "--save_steps", "3",
+            "--logging_steps", "1", "--learning_rate", "1e-3", "--report_to", "none", *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """Six steps in one go, checkpoints at 3 and 6."""
+    root = tmp_path_factory.mktemp("pretrain")
+    config_dir = tiny_config_dir(root / "config")
+    state = pretrain.main(arguments(config_dir, root / "straight", root / "cache"))
+    return root, state
+
+
+def test_a_run_leaves_a_loadable_model_card_pictures_and_checkpoints(straight_run):
+    root, state = straight_run
+    output = root / "straight"
+    model = AutoModelForPreTraining.from_pretrained(output)
+    assert type(model).__name__ == "MiramForPreTraining" and model.config.num_channels == 1
+    assert (output / "model.safetensors").exists() and (output / "preprocessor_config.json").exists()
+    assert (output / "modeling_miram.py").exists()  # remote code travels with the weights
+    assert (output / "reconstruction.png").stat().st_size > 0
+    assert sorted(p.name for p in (output / "reconstructions").iterdir()) == ["step-3.png", "step-6.png"]
+    card = (output / "README.md").read_text()
+    assert "Research use only" in card and "| steps | 6 |" in card and "AdamW (0.9, 0.95)" in card
+    assert latest_checkpoint(output / "checkpoints").name == "checkpoint-6"
+    assert [record["step"] for record in state["log_history"]] == [1, 2, 3, 4, 5, 6]
+    assert state["epoch"] >= 2 and state["processes"][0]["images"] == 24
+    assert json.loads((output / "trainer_state.json").read_text())["step"] == 6
+
+
+def test_resuming_at_step_3_ends_with_the_weights_of_the_straight_run(straight_run):
+    root, straight = straight_run
+    resumed_dir = root / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    # as if the run had died after its step-3 checkpoint
+    shutil.copytree(root / "straight" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
+    resumed = pretrain.main(
+        arguments(root / "config", resumed_dir, root / "cache", "--resume_from_checkpoint", "latest")
+    )
+    expected = load_file(root / "straight" / "model.safetensors")
+    actual = load_file(resumed_dir / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
+    assert resumed["log_history"] == straight["log_history"]
+    # the resumed run trained on steps 4-6 only
+    assert resumed["processes"][0]["images"] == 12
+
+
+def test_a_crash_while_saving_keeps_latest_on_the_last_complete_checkpoint(straight_run, monkeypatch):
+    root, _ = straight_run
+    output = root / "crashed"
+    save_state = Accelerator.save_state
+
+    def save_then_die(self, output_dir=None, **kwargs):
+        if output_dir.endswith("checkpoint-6"):
+            Path(output_dir, "model.safetensors").write_bytes(b"half a file")
+            raise KeyboardInterrupt("killed while saving")
+        return save_state(self, output_dir, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.main(arguments(root / "config", output, root / "cache"))
+    assert latest_checkpoint(output / "checkpoints").name == "checkpoint-3"
+    monkeypatch.setattr(Accelerator, "save_state", save_state)
+    state = pretrain.main(arguments(root / "config", output, root / "cache", "--resume_from_checkpoint", "latest"))
+    assert state["step"] == 6 and latest_checkpoint(output / "checkpoints").name == "checkpoint-6"
+    assert not list((output / "checkpoints").glob(".partial-*"))
+
+
+def test_mae_pretrains_as_transformers_vit_mae(tmp_path):
+    config = ViTMAEConfig(
+        image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+    )  # fmt: skip
+    config.save_pretrained(tmp_path / "config")
+    state = pretrain.main(
+        ["--model_type", "mae", "--model_config", str(tmp_path / "config"), "--output_dir", str(tmp_path / "mae"),
+         "--cache_dir", str(tmp_path / "cache"), "--num_images", "8", "--per_device_train_batch_size", "4",
+         "--max_steps", "2", "--report_to", "none"]
+    )  # fmt: skip
+    assert state["step"] == 2
+    model = AutoModelForPreTraining.from_pretrained(tmp_path / "mae")
+    assert isinstance(model, ViTMAEForPreTraining)
+    assert model.vit.embeddings.position_embeddings.abs().sum() > 0  # not transformers' all-zero fresh init
+    assert (tmp_path / "mae" / "reconstruction.png").exists()
+    assert "ViTMAE" in (tmp_path / "mae" / "README.md").read_text()
+
+
+def test_streamed_parquet_pretrains(tmp_path):
+    prepare = ROOT / "scripts" / "prepare_data.py"
+    spec = importlib.util.spec_from_file_location("prepare_data_script", prepare)
+    prepare_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare_data)
+    prepare_data.main(["--dataset", "synthetic", "--output_dir", str(tmp_path / "parquet"), "--num_images", "8",
+                       "--rows_per_shard", "4", "--cache_dir", str(tmp_path / "cache")])  # fmt: skip
+    state = pretrain.main(
+        ["--model_config", str(tiny_config_dir(tmp_path / "config")), "--dataset", str(tmp_path / "parquet"),
+         "--streaming", "--shuffle_buffer_size", "4", "--output_dir", str(tmp_path / "out"),
+         "--per_device_train_batch_size", "4", "--max_steps", "4", "--report_to", "none"]
+    )  # fmt: skip
+    assert state["step"] == 4 and state["processes"][0]["images"] == 16
+    assert "streamed" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_a_streamed_dataset_needs_max_steps(tmp_path):
+    with pytest.raises(ValueError, match="--max_steps"):
+        pretrain.main(["--dataset", str(tmp_path), "--streaming", "--output_dir", str(tmp_path / "out")])
+
+
+def test_two_processes_train_on_different_data_through_accelerate_launch(tmp_path):
+    config_dir = tiny_config_dir(tmp_path / "config")
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
+        *arguments(config_dir, tmp_path / "out", tmp_path / "cache"), "--max_steps", "2", "--save_steps", "2",
+    ]  # fmt: skip
+    environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+    assert result.returncode == 0, result.stderr[-4000:]
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    first, second = state["processes"]
+    assert first["images"] == second["images"] == 8  # 2 steps x 4 images on each process
+    assert first["pixel_crc32"] != second["pixel_crc32"]  # ... and not the same images
+    model = AutoModelForPreTraining.from_pretrained(tmp_path / "out")
+    assert type(model).__name__ == "MiramForPreTraining"
+    assert sorted(p.name for p in (tmp_path / "out" / "checkpoints" / "checkpoint-2").glob("random_states_*")) == [
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    ]

@@ -5,8 +5,9 @@
         --dataset cbis-ddsm --data_dir /data/CBIS-DDSM --num_train_epochs 500 --per_device_train_batch_size 128
     accelerate launch scripts/pretrain.py --dataset out/cbis --streaming   # parquet from scripts/prepare_data.py
 
-MAE's recipe: AdamW (0.9, 0.95), weight decay 0.05 off biases and norms, lr = base_learning_rate x global batch /
-256 unless --learning_rate is given, linear warmup then half-cosine, gradient clipping. Checkpoints every
+MAE's recipe: AdamW (0.9, 0.95), weight decay 0.05 off biases and norms, linear warmup then half-cosine, gradient
+clipping; its lr rule, lr = base_learning_rate x global batch / 256, with --base_learning_rate 1.5e-4 (the default
+--learning_rate 1e-3 suits the small batches of a laptop run). Checkpoints every
 --save_steps under output_dir/checkpoints (model, optimizer, scheduler, random states, data position); rerunning the
 same command with --resume_from_checkpoint latest carries on exactly where the last one left off. The output folder
 ends up with the model, its processor, a model card and reconstruction pictures, ready for from_pretrained or the Hub.
@@ -76,8 +77,10 @@ class PretrainingArguments:
     num_train_epochs: float = field(default=40)
     per_device_train_batch_size: int = field(default=16)
     gradient_accumulation_steps: int = field(default=1)
-    learning_rate: float | None = field(default=None, metadata={"help": "absolute lr; overrides base_learning_rate"})
-    base_learning_rate: float = field(default=1.5e-4, metadata={"help": "lr = blr x global batch / 256"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "the peak lr, unless base_learning_rate is given"})
+    base_learning_rate: float | None = field(
+        default=None, metadata={"help": "MAE's rule, lr = blr x global batch / 256 (MAE: 1.5e-4, for big batches)"}
+    )
     weight_decay: float = field(default=0.05)
     adam_beta1: float = field(default=0.9)
     adam_beta2: float = field(default=0.95)
@@ -134,7 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
     model = pretraining_model(config)
     processor = pretraining_processor(config)
     collator = PretrainingCollator(processor, args.seed, augment=True, crop_scale=args.crop_scale)
-    learning_rate = args.learning_rate or args.base_learning_rate * global_batch / 256
+    learning_rate = args.learning_rate
+    if args.base_learning_rate is not None:
+        learning_rate = args.base_learning_rate * global_batch / 256
     optimizer = torch.optim.AdamW(
         parameter_groups(model, learning_rate, args.weight_decay), betas=(args.adam_beta1, args.adam_beta2)
     )

@@ -110,9 +110,12 @@ def test_mae_pretrains_as_transformers_vit_mae(tmp_path):
     state = pretrain.main(
         ["--model_type", "mae", "--model_config", str(tmp_path / "config"), "--output_dir", str(tmp_path / "mae"),
          "--cache_dir", str(tmp_path / "cache"), "--num_images", "8", "--per_device_train_batch_size", "4",
-         "--max_steps", "2", "--report_to", "none"]
+         "--max_steps", "2", "--gradient_accumulation_steps", "2", "--base_learning_rate", "0.0256",
+         "--warmup_steps", "1", "--logging_steps", "1", "--report_to", "none"]
     )  # fmt: skip
-    assert state["step"] == 2
+    assert state["step"] == 2 and state["processes"][0]["images"] == 16  # 2 steps x 2 micro-batches x 4
+    # MAE's rule: 0.0256 x 8 images per step / 256, reached after one warmup step, then the half-cosine down to 0
+    assert [record["learning_rate"] for record in state["log_history"]] == pytest.approx([8e-4, 0.0])
     model = AutoModelForPreTraining.from_pretrained(tmp_path / "mae")
     assert isinstance(model, ViTMAEForPreTraining)
     assert model.vit.embeddings.position_embeddings.abs().sum() > 0  # not transformers' all-zero fresh init
@@ -133,6 +136,7 @@ def test_streamed_parquet_pretrains(tmp_path):
          "--per_device_train_batch_size", "4", "--max_steps", "4", "--report_to", "none"]
     )  # fmt: skip
     assert state["step"] == 4 and state["processes"][0]["images"] == 16
+    assert state["epoch"] >= 1  # the train shards alone (about 10 rows) ran out and the stream started again
     assert "streamed" in (tmp_path / "out" / "README.md").read_text()
 
 

@@ -4,6 +4,7 @@ resumed run repeats a straight one exactly."""
 
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -165,8 +166,8 @@ def pretraining_dataset(
       built from `data_dir`, with `config_kwargs` (e.g. `num_images` for synthetic);
     - a mixture of the MIRAM paper (`lesions-only`, `mgs-and-lesions`; the `cbis-ddsm` set is the collection's
       `lesions`): `data_dir` names each collection's folder, `cbis-ddsm=/data/CBIS-DDSM,inbreast=/data/INbreast`;
-    - anything else: parquet files (a folder, a file or a glob, e.g. from `scripts/prepare_data.py`), streamed
-      with `streaming=True` so that a dataset larger than memory trains.
+    - anything else: parquet files, a file, a glob or a folder (its `train-*.parquet` shards when it has some, as
+      `scripts/prepare_data.py` writes them), streamed with `streaming=True` so that data larger than memory trains.
     """
     if dataset in BUILDERS:
         rows = load_mammography(dataset, data_dir, config_name, "train", cache_dir, **config_kwargs)
@@ -176,9 +177,10 @@ def pretraining_dataset(
         folders = dict(item.split("=", 1) for item in data_dir.split(","))
         rows = pretraining_mixture(dataset, folders, cache_dir=cache_dir)
     else:
-        files = (
-            f"{dataset.rstrip('/')}/*.parquet" if not dataset.endswith(".parquet") and "*" not in dataset else dataset
-        )
+        files = dataset
+        if Path(dataset).is_dir():  # prepare_data.py's folder holds every split: train on the train shards
+            pattern = "train-*.parquet" if any(Path(dataset).glob("train-*.parquet")) else "*.parquet"
+            files = str(Path(dataset) / pattern)
         rows = datasets.load_dataset("parquet", data_files={"train": files}, split="train", streaming=streaming)
     if "image" not in rows.column_names:
         raise ValueError(f"{dataset} has no `image` column (columns: {rows.column_names}).")

@@ -1,0 +1,104 @@
+import datasets
+import numpy as np
+import pytest
+import torch
+from transformers import ViTMAEConfig, ViTMAEForPreTraining
+from transformers.models.vit_mae.modeling_vit_mae import ViTMAEEmbeddings
+
+from miram_hf import MammographyImageProcessor, MiramConfig
+from miram_hf.training.pretraining import (
+    PretrainingCollator,
+    epoch_batches,
+    initialize_vit_mae,
+    mask_noise,
+    pretraining_config,
+)
+
+
+def numbered_rows(count: int) -> datasets.Dataset:
+    return datasets.Dataset.from_dict({"row": list(range(count))})
+
+
+class RowCollator:
+    """Stands in for PretrainingCollator: a batch is the row numbers it holds."""
+
+    seed, epoch = 3, 0
+
+    def __call__(self, rows: list[dict]) -> list[int]:
+        return [row["row"] for row in rows]
+
+
+def rows_of(batches) -> list[int]:
+    return [row for batch in batches for row in batch]
+
+
+def test_presets_and_their_errors():
+    config = pretraining_config("miram", "vit-small", scales=[1, 2, 4], image_size=None)
+    assert isinstance(config, MiramConfig) and config.hidden_size == 384 and config.num_channels == 1
+    assert config.image_size == 112 and config.patch_size == 16 and config.scales == [1, 2, 4]
+    assert isinstance(pretraining_config("mae", "vit-base"), ViTMAEConfig)
+    with pytest.raises(ValueError, match="MIRAM options"):
+        pretraining_config("mae", "vit-tiny", scales=[1, 2])
+    with pytest.raises(ValueError, match="model_type"):
+        pretraining_config("dino", "vit-tiny")
+
+
+def test_vit_mae_gets_maes_initialisation():
+    config = ViTMAEConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1,
+                          decoder_num_attention_heads=2, decoder_intermediate_size=32)  # fmt: skip
+    model = ViTMAEForPreTraining(config)
+    assert model.vit.embeddings.position_embeddings.abs().sum() == 0  # transformers' fresh init (5.x)
+    initialize_vit_mae(model)
+    reference = ViTMAEEmbeddings(config)  # outside a PreTrainedModel: its own initialize_weights runs in full
+    reference.initialize_weights()
+    torch.testing.assert_close(model.vit.embeddings.position_embeddings, reference.position_embeddings)
+    assert model.decoder.decoder_pos_embed[0, 1:].abs().sum() > 0 and model.decoder.mask_token.std() > 0
+
+
+def test_mask_noise_depends_on_step_and_process_only():
+    pixels = torch.zeros(2, 1, 32, 32)
+    assert mask_noise(pixels, 8, 0, 5).shape == (2, 16)
+    torch.testing.assert_close(mask_noise(pixels, 8, 0, 5, 1), mask_noise(pixels, 8, 0, 5, 1))
+    assert not torch.equal(mask_noise(pixels, 8, 0, 5, 0), mask_noise(pixels, 8, 0, 5, 1))
+    assert not torch.equal(mask_noise(pixels, 8, 0, 5), mask_noise(pixels, 8, 0, 6))
+
+
+def test_views_are_reproducible_per_epoch_and_differ_across_epochs():
+    image = (np.random.default_rng(0).random((64, 48)) * 65535).astype(np.uint16)
+    processor = MammographyImageProcessor(size={"height": 16, "width": 16}, do_breast_crop=False, do_flip=False,
+                                          keep_aspect_ratio=False, scales=[1, 2])  # fmt: skip
+    collator = PretrainingCollator(processor, seed=0, crop_scale=(0.2, 0.5))
+    first = collator([{"image": image}])
+    again = collator([{"image": image}])
+    torch.testing.assert_close(first["pixel_values"], again["pixel_values"])
+    collator.epoch = 1
+    assert not torch.equal(collator([{"image": image}])["pixel_values"], first["pixel_values"])
+    view = collator.random_view(image)
+    assert view.dtype == np.uint16 and 0.2 * image.size * 0.9 <= view.size <= 0.5 * image.size * 1.1
+    assert [target.shape[-1] for target in first["target_pixel_values"]] == [16, 32]
+
+
+def test_processes_get_disjoint_equal_shards_and_skipping_resumes_the_order():
+    collator = RowCollator()
+    dataset = numbered_rows(21)  # 10 per process, 2 full batches of 4 each, every epoch
+    shards = [rows_of(epoch_batches(dataset, collator, 4, epoch=0, process_index=i, num_processes=2)) for i in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 8 and not set(shards[0]) & set(shards[1])
+    assert (
+        rows_of(epoch_batches(dataset, collator, 4, epoch=0, process_index=1, num_processes=2, skip=1)) == shards[1][4:]
+    )
+    next_epoch = rows_of(epoch_batches(dataset, collator, 4, epoch=1, process_index=0, num_processes=2))
+    assert next_epoch != shards[0]
+
+
+def test_a_stream_is_split_across_processes_and_skipping_resumes_it():
+    collator = RowCollator()
+    stream = numbered_rows(24).to_iterable_dataset(num_shards=4)
+    shards = [
+        rows_of(epoch_batches(stream, collator, 4, epoch=0, process_index=i, num_processes=2, shuffle_buffer_size=8))
+        for i in (0, 1)
+    ]
+    assert sorted(shards[0] + shards[1]) == list(range(24)) and len(shards[0]) == 12
+    resumed = epoch_batches(stream, collator, 4, epoch=0, process_index=0, num_processes=2, skip=2,
+                            shuffle_buffer_size=8)  # fmt: skip
+    assert rows_of(resumed) == shards[0][8:]

@@ -9,23 +9,29 @@ confusion matrix as PNGs, and everything as JSON.
 (background crops, -1) are left out and counted.
 """
 
+import sys
+from pathlib import Path
+
+# Run as `python scripts/<name>.py`, this folder comes first on sys.path, and scripts/evaluate.py would shadow the
+# `evaluate` library that miram_hf.metrics builds on.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
 import argparse
 import json
 import logging
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
-from transformers import AutoImageProcessor, AutoModelForImageClassification  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-import miram_hf  # noqa: E402, F401  (registers the models and the processor)
-from miram_hf.data import load_mammography  # noqa: E402
-from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc  # noqa: E402
+import miram_hf  # noqa: F401  (registers the models and the processor)
+from miram_hf.data import load_mammography
+from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
 
 logger = logging.getLogger("evaluate")
 

@@ -6,9 +6,15 @@ the validation split, early stopping, a model card, and `--push_to_hub`.
     python scripts/finetune.py --model_name_or_path outputs/demo/model --dataset synthetic --output_dir out/ft
 """
 
+import sys
+from pathlib import Path
+
+# Run as `python scripts/<name>.py`, this folder comes first on sys.path, and scripts/evaluate.py would shadow the
+# `evaluate` library that miram_hf.metrics builds on.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch

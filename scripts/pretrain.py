@@ -84,7 +84,7 @@ class PretrainingArguments:
     weight_decay: float = field(default=0.05)
     adam_beta1: float = field(default=0.9)
     adam_beta2: float = field(default=0.95)
-    warmup_steps: int | None = field(default=None, metadata={"help": "default: 5% of the steps"})
+    warmup_steps: int | None = field(default=None, metadata={"help": "default: 5 percent of the steps"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "0 turns clipping off"})
     mixed_precision: str | None = field(default=None, metadata={"help": "no, fp16 or bf16 (default: accelerate's)"})
     save_steps: int = field(default=500)

@@ -7,6 +7,7 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForPreTraining,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .modeling.miram import (
     MiramConfig,
@@ -15,6 +16,7 @@ from .modeling.miram import (
     MiramModel,
     MiramPreTrainedModel,
 )
+from .pipelines import MammographyImageClassificationPipeline, MammographyImageFeatureExtractionPipeline
 from .processing import MammographyImageProcessor
 
 __version__ = "0.1.0"
@@ -37,8 +39,17 @@ AutoImageProcessor.register(
     exist_ok=True,
 )
 MammographyImageProcessor.register_for_auto_class("AutoImageProcessor")
+# pipeline("image-classification" | "image-feature-extraction", ...) takes DICOM paths and 16-bit arrays; the task's
+# entry is updated in place (register_pipeline would warn at every import) and other processors keep their behaviour
+for task, pipeline_class in (
+    ("image-classification", MammographyImageClassificationPipeline),
+    ("image-feature-extraction", MammographyImageFeatureExtractionPipeline),
+):
+    PIPELINE_REGISTRY.supported_tasks[task] = {**PIPELINE_REGISTRY.supported_tasks[task], "impl": pipeline_class}
 
 __all__ = [
+    "MammographyImageClassificationPipeline",
+    "MammographyImageFeatureExtractionPipeline",
     "MammographyImageProcessor",
     "MiramConfig",
     "MiramForImageClassification",

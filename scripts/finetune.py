@@ -3,7 +3,7 @@ task with `Trainer`: single-label (`label_pathology`) or multi-label (`label_mas
 weights against imbalance, layer-wise lr decay, drop path, mammogram augmentations on the fly, the best checkpoint on
 the validation split, early stopping, a model card, and `--push_to_hub`.
 
-    python scripts/finetune.py --model_name_or_path outputs/demo/model --dataset synthetic --output_dir out/ft
+    python scripts/finetune.py --model_name_or_path outputs/pretrain --dataset synthetic --output_dir out/ft
 """
 
 import sys

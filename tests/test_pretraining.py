@@ -12,6 +12,7 @@ from miram_hf.training.pretraining import (
     initialize_vit_mae,
     mask_noise,
     pretraining_config,
+    pretraining_dataset,
 )
 
 
@@ -102,3 +103,8 @@ def test_a_stream_is_split_across_processes_and_skipping_resumes_it():
     resumed = epoch_batches(stream, collator, 4, epoch=0, process_index=0, num_processes=2, skip=2,
                             shuffle_buffer_size=8)  # fmt: skip
     assert rows_of(resumed) == shards[0][8:]
+
+
+def test_a_mixture_needs_named_folders():
+    with pytest.raises(ValueError, match="name=folder"):
+        pretraining_dataset("lesions-only", "/data/INbreast")

@@ -53,7 +53,7 @@ def render_model_card(
         template_path=str(template_path),
         model_id=model_id,
         model_name=model_id.split("/")[-1],
-        model_description=f"`{model_id}` is a MIRAM model ({task}) trained with miram_hf.",
+        model_description=f"`{model_id}` ({task}) was trained with miram_hf: {architecture}.",
         architecture=architecture,
         task=task,
         base_model=base_model,

@@ -174,7 +174,10 @@ def pretraining_dataset(
     elif dataset in MIXTURES:
         if not data_dir:
             raise ValueError(f"The {dataset} mixture needs --data_dir name=folder,name=folder (e.g. inbreast=/data).")
-        folders = dict(item.split("=", 1) for item in data_dir.split(","))
+        items = [item.split("=", 1) for item in data_dir.split(",")]
+        if any(len(item) != 2 for item in items):
+            raise ValueError(f"--data_dir for a mixture is name=folder,name=folder; got {data_dir!r}.")
+        folders = dict(items)
         rows = pretraining_mixture(dataset, folders, cache_dir=cache_dir)
     else:
         files = dataset

@@ -9,6 +9,8 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .modeling.byol import ByolConfig, ByolForPreTraining
+from .modeling.dino import DinoConfig, DinoForPreTraining
 from .modeling.miram import (
     MiramConfig,
     MiramForImageClassification,
@@ -16,28 +18,40 @@ from .modeling.miram import (
     MiramModel,
     MiramPreTrainedModel,
 )
+from .modeling.mocov3 import MocoV3Config, MocoV3ForPreTraining
+from .modeling.simclr import SimclrConfig, SimclrForPreTraining
+from .modeling.swav import SwavConfig, SwavForPreTraining
 from .pipelines import MammographyImageClassificationPipeline, MammographyImageFeatureExtractionPipeline
 from .processing import MammographyImageProcessor
 
 __version__ = "0.1.0"
 
-# The library route: with the package imported, the Auto classes resolve "miram" to these classes.
-AutoConfig.register(MiramConfig.model_type, MiramConfig, exist_ok=True)
-for auto_class, model_class in (
-    (AutoModel, MiramModel),
-    (AutoModelForPreTraining, MiramForPreTraining),
-    (AutoModelForImageClassification, MiramForImageClassification),
-):
-    auto_class.register(MiramConfig, model_class, exist_ok=True)
-    # The remote-code route: save_pretrained copies the modeling files next to the weights.
-    model_class.register_for_auto_class(auto_class.__name__)
-MiramConfig.register_for_auto_class()
-# One processor for every model here, whatever image-processor backend transformers looks for.
-AutoImageProcessor.register(
-    MiramConfig,
-    image_processor_classes={"pil": MammographyImageProcessor, "torchvision": MammographyImageProcessor},
-    exist_ok=True,
-)
+# The library route: with the package imported, the Auto classes resolve each model_type to these classes; the
+# remote-code route: save_pretrained copies the modeling files next to the weights and writes their auto_map.
+MODEL_CLASSES = {
+    MiramConfig: {
+        AutoModel: MiramModel,
+        AutoModelForPreTraining: MiramForPreTraining,
+        AutoModelForImageClassification: MiramForImageClassification,
+    },
+    ByolConfig: {AutoModelForPreTraining: ByolForPreTraining},
+    DinoConfig: {AutoModelForPreTraining: DinoForPreTraining},
+    MocoV3Config: {AutoModelForPreTraining: MocoV3ForPreTraining},
+    SimclrConfig: {AutoModelForPreTraining: SimclrForPreTraining},
+    SwavConfig: {AutoModelForPreTraining: SwavForPreTraining},
+}
+for config_class, auto_classes in MODEL_CLASSES.items():
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    config_class.register_for_auto_class()
+    for auto_class, model_class in auto_classes.items():
+        auto_class.register(config_class, model_class, exist_ok=True)
+        model_class.register_for_auto_class(auto_class.__name__)
+    # one processor for every model here, whatever image-processor backend transformers looks for
+    AutoImageProcessor.register(
+        config_class,
+        image_processor_classes={"pil": MammographyImageProcessor, "torchvision": MammographyImageProcessor},
+        exist_ok=True,
+    )
 MammographyImageProcessor.register_for_auto_class("AutoImageProcessor")
 # pipeline("image-classification" | "image-feature-extraction", ...) takes DICOM paths and 16-bit arrays; the task's
 # entry is updated in place (register_pipeline would warn at every import) and other processors keep their behaviour
@@ -48,6 +62,10 @@ for task, pipeline_class in (
     PIPELINE_REGISTRY.supported_tasks[task] = {**PIPELINE_REGISTRY.supported_tasks[task], "impl": pipeline_class}
 
 __all__ = [
+    "ByolConfig",
+    "ByolForPreTraining",
+    "DinoConfig",
+    "DinoForPreTraining",
     "MammographyImageClassificationPipeline",
     "MammographyImageFeatureExtractionPipeline",
     "MammographyImageProcessor",
@@ -56,4 +74,10 @@ __all__ = [
     "MiramForPreTraining",
     "MiramModel",
     "MiramPreTrainedModel",
+    "MocoV3Config",
+    "MocoV3ForPreTraining",
+    "SimclrConfig",
+    "SimclrForPreTraining",
+    "SwavConfig",
+    "SwavForPreTraining",
 ]

@@ -1,0 +1,264 @@
+"""What the joint-embedding methods (BYOL, DINO, MoCo v3, SimCLR, SwAV) share: a config holding a transformers
+backbone config, the bare backbone and its pooled features, projection MLPs, the teachers' moving average and its
+cosine schedule, and the collectives across processes.
+
+One file, one home: each of those family folders links it as a sibling (`joint_embedding.py` is a symbolic link), so
+the family's modeling file imports it with a single dot and `save_pretrained` copies it next to the weights, which
+keeps every family folder Hub-portable (`trust_remote_code=True` with only transformers installed).
+"""
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as distributed_functional
+from torch import nn
+from transformers import AutoModel, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel, ViTModel
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.utils import ModelOutput
+
+
+class JointEmbeddingConfig(PretrainedConfig):
+    r"""
+    Base of the joint-embedding configs.
+
+    Args:
+        backbone_config (`PretrainedConfig` or `dict`, *optional*):
+            The backbone: a transformers `ViTConfig`, `ResNetConfig` or a `MiramConfig` (MIRAM backbones need
+            `import miram_hf`), as a config or its dict. Defaults to the family's `default_backbone_type` with its
+            transformers defaults.
+    """
+
+    default_backbone_type = "vit"
+
+    def __init__(self, backbone_config: PretrainedConfig | dict | None = None, **kwargs):
+        if backbone_config is None:
+            backbone_config = {"model_type": self.default_backbone_type}
+        if isinstance(backbone_config, dict):
+            fields = dict(backbone_config)
+            model_type = fields.pop("model_type", self.default_backbone_type)
+            if model_type not in CONFIG_MAPPING:
+                raise ValueError(
+                    f"backbone_config has model_type {model_type!r}, which transformers does not know; "
+                    "a MIRAM backbone needs `import miram_hf` first."
+                )
+            backbone_config = CONFIG_MAPPING[model_type](**fields)
+        self.backbone_config = backbone_config
+        super().__init__(**kwargs)
+
+    # what the training and processing code asks of any pretraining config, read from the backbone
+    @property
+    def num_channels(self) -> int:
+        return self.backbone_config.num_channels
+
+    @property
+    def image_size(self) -> int:
+        return getattr(self.backbone_config, "image_size", 224)
+
+    @property
+    def patch_size(self) -> int | None:
+        return getattr(self.backbone_config, "patch_size", None)
+
+    @property
+    def backbone_hidden_size(self) -> int:
+        """Width of the pooled backbone feature: the last ResNet stage, or the ViT / MIRAM hidden size."""
+        backbone = self.backbone_config
+        return backbone.hidden_sizes[-1] if backbone.model_type == "resnet" else backbone.hidden_size
+
+
+@dataclass
+class JointEmbeddingOutput(ModelOutput):
+    """
+    loss: the method's loss over the views of the batch.
+    embeddings: (views * batch, dim), the student's outputs, views first (all of view 0, then all of view 1, ...).
+    """
+
+    loss: torch.Tensor | None = None
+    embeddings: torch.Tensor | None = None
+
+
+def backbone_from_config(config: PretrainedConfig) -> PreTrainedModel:
+    """The bare backbone of `config`, laid out as `...ForImageClassification` holds it (a ViT without its pooler),
+    so that its weights move into a classifier as they are."""
+    if config.model_type == "vit":
+        return ViTModel(config, add_pooling_layer=False)
+    return AutoModel.from_config(config)
+
+
+def pooled_features(backbone: PreTrainedModel, pixel_values: torch.Tensor) -> torch.Tensor:
+    """(batch, hidden): a ResNet's globally averaged last stage, or the CLS token after a ViT's / MIRAM's final norm
+    (every patch kept). Crops smaller than the position table (multi-crop) interpolate it."""
+    if backbone.config.model_type == "resnet":
+        return backbone(pixel_values).pooler_output.flatten(1)
+    masking = {"mask_ratio": 0.0} if backbone.config.model_type == "miram" else {}
+    return backbone(pixel_values, interpolate_pos_encoding=True, **masking).last_hidden_state[:, 0]
+
+
+def views_first(pixel_values: torch.Tensor) -> torch.Tensor:
+    """(batch, views, channels, height, width) -> (views * batch, channels, height, width), all of view 0 first, as
+    the reference implementations concatenate their crops."""
+    return pixel_values.transpose(0, 1).flatten(0, 1)
+
+
+def projection_mlp(
+    dims: list[int],
+    batch_norm: bool = True,
+    activation: type[nn.Module] = nn.ReLU,
+    bias: bool = True,
+    last_batch_norm: bool = False,
+) -> nn.Sequential:
+    """Linear layers through `dims` (input, hidden..., output); each hidden layer is followed by BatchNorm (when
+    `batch_norm`) and `activation`; `last_batch_norm` ends with MoCo v3's BatchNorm without affine parameters."""
+    layers = []
+    for index, (in_features, out_features) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        layers.append(nn.Linear(in_features, out_features, bias=bias))
+        if index < len(dims) - 2:
+            layers += [nn.BatchNorm1d(out_features)] if batch_norm else []
+            layers.append(activation())
+        elif last_batch_norm:
+            layers.append(nn.BatchNorm1d(out_features, affine=False))
+    return nn.Sequential(*layers)
+
+
+def cosine_schedule(step: int, max_steps: int, start: float, end: float = 1.0) -> float:
+    """`start` at step 0 rising to `end` at `max_steps` along a half-cosine: the momentum schedule of BYOL, MoCo v3
+    and DINO (1 - (1 - start) (cos(pi k / K) + 1) / 2 for end = 1)."""
+    return end - (end - start) * (math.cos(math.pi * min(step, max_steps) / max_steps) + 1) / 2
+
+
+@torch.no_grad()
+def update_moving_average(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+    """teacher <- momentum x teacher + (1 - momentum) x student, parameter by parameter."""
+    for teacher_parameter, student_parameter in zip(teacher.parameters(), student.parameters(), strict=True):
+        teacher_parameter.lerp_(student_parameter.detach(), 1.0 - momentum)
+
+
+def zero_gradient(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor`'s value with a zero gradient: a parameter frozen for a step yet still in the graph, which DDP needs
+    from every parameter it reduces (a detached one would stall its reducer)."""
+    return tensor.detach() + 0.0 * tensor
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def process_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def gather(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` from every process, concatenated along dim 0 in process order. Gradients flow back to each process's
+    own part (summed over every process's loss), as SimCLR's and MoCo v3's large-batch losses need."""
+    if not is_distributed():
+        return tensor
+    return torch.cat(distributed_functional.all_gather(tensor))
+
+
+@torch.no_grad()
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of `tensor` over every process (a new tensor; `tensor` itself is left alone)."""
+    if not is_distributed():
+        return tensor
+    total = tensor.clone()
+    dist.all_reduce(total)
+    return total
+
+
+def cross_view_prediction(model: "JointEmbeddingPreTrainedModel", pixel_values: torch.Tensor) -> JointEmbeddingOutput:
+    """BYOL's and MoCo v3's step, on (batch, 2, channels, height, width): the online network's predictions
+    (`backbone` -> `projector` -> `predictor`) of each view against the teacher's projections (`teacher_backbone` ->
+    `teacher_projector`) of the other view, through `model.criterion`, both ways."""
+    views = views_first(pixel_values)
+    predictions = model.predictor(model.projector(pooled_features(model.backbone, views)))  # (2 * batch, dim)
+    with torch.no_grad():
+        targets = model.teacher_projector(pooled_features(model.teacher_backbone, views))
+    prediction_0, prediction_1 = predictions.chunk(2)
+    target_0, target_1 = targets.chunk(2)
+    loss = model.criterion(prediction_0, target_1) + model.criterion(prediction_1, target_0)
+    return JointEmbeddingOutput(loss=loss, embeddings=predictions)
+
+
+class JointEmbeddingPreTrainedModel(PreTrainedModel):
+    """Base of the joint-embedding models: a student `backbone` (the base model every method exports), its heads,
+    and for BYOL, MoCo v3 and DINO a teacher that follows the student by moving average.
+
+    The training loop calls `start_training_step(step, max_steps)` before each optimizer step's forward passes; the
+    methods' schedules (teacher momentum, DINO's teacher temperature, SwAV's frozen prototypes) follow it.
+    """
+
+    base_model_prefix = "backbone"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    # the teacher's backbone when the method evaluates it (DINO), the student's otherwise
+    export_teacher = False
+
+    def __init__(self, config: JointEmbeddingConfig):
+        super().__init__(config)
+        self.step: int | None = None
+        self.max_steps: int | None = None
+
+    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(teacher, student) module pairs of the methods with a moving-average teacher."""
+        return []
+
+    def post_init(self) -> None:
+        super().post_init()
+        with torch.no_grad():  # every teacher starts as a copy of its student
+            for teacher, student in self.teacher_pairs():
+                teacher.load_state_dict(student.state_dict())
+        self.freeze_teachers()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> "JointEmbeddingPreTrainedModel":
+        model = super().from_pretrained(*args, **kwargs)
+        model.freeze_teachers()  # loading makes every floating-point weight trainable again
+        return model
+
+    def freeze_teachers(self) -> None:
+        """Teachers follow the student by moving average only; DDP must not wait for gradients of theirs."""
+        for teacher, _ in self.teacher_pairs():
+            teacher.requires_grad_(False)
+
+    def teacher_momentum(self, step: int) -> float:
+        return cosine_schedule(step, self.max_steps, self.config.momentum)
+
+    def start_training_step(self, step: int, max_steps: int) -> None:
+        """Before optimizer step `step` (counted from 1) of `max_steps`: the teachers catch up with the student that
+        step `step - 1` left, at the momentum of that step."""
+        self.step, self.max_steps = step, max_steps
+        if step > 1:
+            for teacher, student in self.teacher_pairs():
+                update_moving_average(teacher, student, self.teacher_momentum(step - 1))
+
+    def backbone_for_image_classification(self, **config_kwargs) -> PreTrainedModel:
+        """The trained backbone in a new `...ForImageClassification` of its kind (ViT, ResNet or MIRAM) with a fresh
+        classifier; `config_kwargs` (`num_labels`, `id2label`, `problem_type`, ...) go to the classifier's config."""
+        config = copy.deepcopy(self.config.backbone_config)
+        config.update(config_kwargs)
+        classifier = AutoModelForImageClassification.from_config(config)
+        backbone = self.teacher_backbone if self.export_teacher else self.backbone
+        classifier.base_model.load_state_dict(backbone.state_dict())
+        return classifier
+
+
+__all__ = [
+    "JointEmbeddingConfig",
+    "JointEmbeddingOutput",
+    "JointEmbeddingPreTrainedModel",
+    "all_reduce_sum",
+    "backbone_from_config",
+    "cosine_schedule",
+    "cross_view_prediction",
+    "gather",
+    "is_distributed",
+    "pooled_features",
+    "process_rank",
+    "projection_mlp",
+    "update_moving_average",
+    "views_first",
+    "zero_gradient",
+]

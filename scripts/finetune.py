@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from transformers import (
+    AutoConfig,
     AutoImageProcessor,
     AutoModelForImageClassification,
     EarlyStoppingCallback,
@@ -35,6 +36,7 @@ from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFl
 from miram_hf.training import parameter_groups
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import render_model_card
+from miram_hf.training.views import normalization_statistics
 
 logger = logging.getLogger("finetune")
 
@@ -101,14 +103,16 @@ def main(argv: list[str] | None = None) -> dict:
         return row["label_pathology"] in (0, 1) if multi_label else row[args.label_column] >= 0
 
     splits = {name: split.filter(has_label) for name, split in splits.items()}
+    # stochastic depth where the backbone has it (MIRAM); transformers' ViT and ResNet have none
+    has_drop_path = hasattr(AutoConfig.from_pretrained(args.model_name_or_path), "drop_path_rate")
     model = AutoModelForImageClassification.from_pretrained(
         args.model_name_or_path,
         num_labels=len(names),
         id2label=dict(enumerate(names)),
         label2id={name: i for i, name in enumerate(names)},
         problem_type="multi_label_classification" if multi_label else "single_label_classification",
-        drop_path_rate=args.drop_path_rate,
         ignore_mismatched_sizes=True,
+        **({"drop_path_rate": args.drop_path_rate} if has_drop_path else {}),
     )
     try:
         processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
@@ -127,9 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     def transform(rows, train: bool):
         pixels = processor([np.array(image) for image in rows["image"]], return_tensors="pt")["pixel_values"]
         if train:  # augment in [0, 1], before the processor's normalisation is re-applied
-            mean, std = (float(np.mean(processor.image_mean)), float(np.mean(processor.image_std)))
-            if not processor.do_normalize:
-                mean, std = 0.0, 1.0
+            mean, std = normalization_statistics(processor)
             pixels = (augment(pixels * std + mean) - mean) / std
         return {"pixel_values": list(pixels), "labels": targets(rows[args.label_column])}
 
@@ -162,6 +164,10 @@ def main(argv: list[str] | None = None) -> dict:
         return results
 
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
+    layer_decay = args.layer_decay
+    if layer_decay is not None and not hasattr(model.config, "num_hidden_layers"):
+        logger.info("%s has no transformer layers: no layer-wise lr decay.", model.config.model_type)
+        layer_decay = None
     trainer = WeightedTrainer(
         model=model,
         args=training_args,
@@ -170,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=compute_metrics,
         callbacks=callbacks,
         class_weights=class_weights,
-        layer_decay=args.layer_decay,
+        layer_decay=layer_decay,
     )
     trainer.train()
     evaluation = trainer.evaluate()
@@ -187,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
         "image-classification",
         f"{args.dataset} `{args.dataset_config}`, column `{args.label_column}`: {len(train)} training rows",
         {"epochs": training_args.num_train_epochs, "max steps": training_args.max_steps,
-         "learning rate": training_args.learning_rate, "layer decay": args.layer_decay,
+         "learning rate": training_args.learning_rate, "layer decay": layer_decay,
          "drop path": args.drop_path_rate, "class weighting": args.class_weighting},
         results=results,
         base_model=args.model_name_or_path,

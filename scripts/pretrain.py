@@ -1,9 +1,10 @@
-"""Pretrain MIRAM (or MAE) with accelerate, from one CPU to many GPUs and nodes.
+"""Pretrain MIRAM (or MAE, BYOL, DINO, MoCo v3, SimCLR, SwAV) with accelerate, from one CPU to many GPUs and nodes.
 
     accelerate launch scripts/pretrain.py                     # MIRAM on the synthetic phantom, a few CPU minutes
     accelerate launch --config_file configs/accelerate/ddp.yaml scripts/pretrain.py --model_config vit-base \\
         --dataset cbis-ddsm --data_dir /data/CBIS-DDSM --num_train_epochs 500 --per_device_train_batch_size 128
     accelerate launch scripts/pretrain.py --dataset out/cbis --streaming   # parquet from scripts/prepare_data.py
+    accelerate launch scripts/pretrain.py --model_type byol --model_config resnet-50 --config_overrides momentum=0.996
 
 MAE's recipe: AdamW (0.9, 0.95), weight decay 0.05 off biases and norms, linear warmup then half-cosine, gradient
 clipping; its lr rule, lr = base_learning_rate x global batch / 256, with --base_learning_rate 1.5e-4 (the default
@@ -11,6 +12,8 @@ clipping; its lr rule, lr = base_learning_rate x global batch / 256, with --base
 --save_steps under output_dir/checkpoints (model, optimizer, scheduler, random states, data position); rerunning the
 same command with --resume_from_checkpoint latest carries on exactly where the last one left off. The output folder
 ends up with the model, its processor, a model card and reconstruction pictures, ready for from_pretrained or the Hub.
+The joint-embedding methods learn from mammogram views (crop, flips, gamma, contrast; multi-crop for DINO and SwAV)
+and also leave their backbone as a ready `...ForImageClassification` in output_dir/backbone, for scripts/finetune.py.
 """
 
 import json
@@ -35,8 +38,11 @@ from miram_hf.training.checkpointing import latest_checkpoint, load_checkpoint, 
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import render_model_card
 from miram_hf.training.pretraining import (
+    MASKED_IMAGE_MODELS,
     MODEL_PRESETS,
     MODEL_TYPES,
+    MULTI_CROP_MODELS,
+    RESNET_PRESETS,
     PretrainingCollator,
     batches_per_epoch,
     epoch_batches,
@@ -46,6 +52,7 @@ from miram_hf.training.pretraining import (
     pretraining_model,
     pretraining_processor,
 )
+from miram_hf.training.views import MultiViewCollator
 from miram_hf.visualization import save_reconstruction
 
 logger = logging.getLogger("pretrain")
@@ -55,7 +62,15 @@ logger = logging.getLogger("pretrain")
 class PretrainingArguments:
     # the model
     model_type: str = field(default="miram", metadata={"help": f"one of {sorted(MODEL_TYPES)}"})
-    model_config: str = field(default="vit-tiny", metadata={"help": f"{sorted(MODEL_PRESETS)} or a config path"})
+    model_config: str = field(
+        default="vit-tiny",
+        metadata={
+            "help": f"{sorted(MODEL_PRESETS)}, {sorted(RESNET_PRESETS)} (joint-embedding methods) or a config path"
+        },
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "other config fields, key=value,key=value (e.g. momentum=0.996)"}
+    )
     image_size: int | None = field(default=None, metadata={"help": "input side (presets: 112, as in the paper)"})
     patch_size: int | None = field(default=None, metadata={"help": "presets: 16"})
     scales: list[int] | None = field(default=None, metadata={"help": "MIRAM's reconstruction factors (default 1 2)"})
@@ -70,6 +85,7 @@ class PretrainingArguments:
     streaming: bool = field(default=False, metadata={"help": "stream parquet files instead of loading them"})
     shuffle_buffer_size: int = field(default=1000, metadata={"help": "streaming shuffle buffer, in rows"})
     crop_scale: list[float] = field(default_factory=lambda: [0.2, 1.0], metadata={"help": "random resized crop area"})
+    num_local_crops: int = field(default=6, metadata={"help": "DINO and SwAV: local views besides the 2 global ones"})
     cache_dir: str | None = field(default=None)
     dataloader_num_workers: int = field(default=0)
     # the schedule, named as in TrainingArguments
@@ -131,13 +147,19 @@ def main(argv: list[str] | None = None) -> dict:
 
     # model, processor, optimizer, schedule
     config = pretraining_config(
-        args.model_type, args.model_config, image_size=args.image_size, patch_size=args.patch_size,
-        scales=args.scales, decoder_attention=args.decoder_attention, mask_ratio=args.mask_ratio,
-        norm_pix_loss=args.norm_pix_loss,
+        args.model_type, args.model_config, args.config_overrides, image_size=args.image_size,
+        patch_size=args.patch_size, scales=args.scales, decoder_attention=args.decoder_attention,
+        mask_ratio=args.mask_ratio, norm_pix_loss=args.norm_pix_loss,
     )  # fmt: skip
+    masked = args.model_type in MASKED_IMAGE_MODELS
     model = pretraining_model(config)
     processor = pretraining_processor(config)
-    collator = PretrainingCollator(processor, args.seed, augment=True, crop_scale=args.crop_scale)
+    if masked:
+        collator = PretrainingCollator(processor, args.seed, augment=True, crop_scale=args.crop_scale)
+    else:
+        num_local = args.num_local_crops if args.model_type in MULTI_CROP_MODELS else 0
+        collator = MultiViewCollator(processor, args.seed, num_local=num_local, crop_scale=args.crop_scale,
+                                     local_size=local_crop_size(config))  # fmt: skip
     learning_rate = args.learning_rate
     if args.base_learning_rate is not None:
         learning_rate = args.base_learning_rate * global_batch / 256
@@ -163,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         progress = load_checkpoint(accelerator, checkpoint)
         logger.info("Resumed from %s at step %d.", checkpoint, progress["step"])
 
-    preview = preview_batch(dataset, processor)
+    preview = preview_batch(dataset, processor) if masked else None
     if accelerator.is_main_process:
         accelerator.init_trackers(
             "pretrain", config={k: str(v) for k, v in asdict(args).items()} | {"learning_rate_used": learning_rate}
@@ -204,13 +226,16 @@ def main(argv: list[str] | None = None) -> dict:
     while progress["step"] < max_steps:
         step = progress["step"] + 1
         losses = []
+        if not masked:  # teachers' moving averages and the methods' other schedules follow the step
+            unwrapped.start_training_step(step, max_steps)
         for micro_batch in range(accumulation):
             batch = next(stream)
-            noise = mask_noise(batch["pixel_values"], config.patch_size, args.seed, step, accelerator.process_index,
-                               micro_batch)  # fmt: skip
+            if masked:
+                batch["noise"] = mask_noise(batch["pixel_values"], config.patch_size, args.seed, step,
+                                            accelerator.process_index, micro_batch)  # fmt: skip
             # gradients are averaged across processes, and the optimizer steps, on the last micro-batch only
             with accelerator.accumulate(model):
-                loss = model(**batch, noise=noise).loss
+                loss = model(**batch).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -234,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
             bar.set_postfix(loss=f"{loss:.4f}")
         if step % args.save_steps == 0 or step == max_steps:
             save_checkpoint(accelerator, checkpoints_dir, step, progress, args.save_total_limit)
-            if accelerator.is_main_process:
+            if accelerator.is_main_process and masked:
                 log_reconstruction(accelerator, unwrapped, preview, output_dir / "reconstructions" / f"step-{step}.png",
                                    args.seed, step)  # fmt: skip
     bar.close()
@@ -248,7 +273,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if accelerator.is_main_process:
         processor.save_pretrained(output_dir)
-        log_reconstruction(accelerator, unwrapped, preview, output_dir / "reconstruction.png", args.seed, max_steps)
+        if masked:
+            log_reconstruction(accelerator, unwrapped, preview, output_dir / "reconstruction.png", args.seed, max_steps)
+        else:  # what finetune.py takes: the backbone with a fresh classification head
+            unwrapped.backbone_for_image_classification().save_pretrained(output_dir / "backbone")
+            processor.save_pretrained(output_dir / "backbone")
         rows = None if streamed else len(dataset)
         write_card(args, config, output_dir, rows, global_batch, learning_rate, max_steps)
         (output_dir / "trainer_state.json").write_text(json.dumps(progress, indent=1))
@@ -256,6 +285,12 @@ def main(argv: list[str] | None = None) -> dict:
             push_folder_to_hub(output_dir, args.hub_model_id, commit_message=f"Pretrained {max_steps} steps")
     accelerator.end_training()
     return progress
+
+
+def local_crop_size(config) -> int:
+    """DINO's local crops: 96 px for 224 px global ones, in whole patches for a ViT."""
+    patch = config.patch_size or 1
+    return max(patch, round(config.image_size * 96 / 224 / patch) * patch)
 
 
 def preview_batch(dataset, processor, size: int = 4) -> dict:
@@ -278,6 +313,13 @@ def log_reconstruction(accelerator: Accelerator, model, preview: dict, path: Pat
             tracker.log_images({"reconstruction": image[None]}, step=step, dataformats="NHWC")
 
 
+def augmentation(args: PretrainingArguments) -> str:
+    if args.model_type in MASKED_IMAGE_MODELS:
+        return f"random resized crop {args.crop_scale} + flip"
+    crops = f"2 global views + {args.num_local_crops} local" if args.model_type in MULTI_CROP_MODELS else "2 views"
+    return f"{crops}: random resized crop {args.crop_scale} + flips + gamma + contrast"
+
+
 def write_card(
     args: PretrainingArguments, config, output_dir: Path, rows: int | None, global_batch: int, learning_rate: float,
     steps: int,
@@ -289,13 +331,18 @@ def write_card(
         "model": f"{args.model_type} ({args.model_config}, image {config.image_size}, patch {config.patch_size})",
         "steps": steps, "global batch": global_batch, "learning rate": f"{learning_rate:.3e}",
         "optimizer": f"AdamW ({args.adam_beta1}, {args.adam_beta2}), weight decay {args.weight_decay}",
-        "schedule": "linear warmup + half-cosine", "augmentation": f"random resized crop {args.crop_scale} + flip",
-        "seed": args.seed,
+        "schedule": "linear warmup + half-cosine", "augmentation": augmentation(args), "seed": args.seed,
     }  # fmt: skip
+    backbone = getattr(config, "backbone_config", None)
     architecture = {
         "miram": "MIRAM: a ViT masked autoencoder with one decoder per reconstruction scale",
         "mae": "MAE: transformers' ViTMAE masked autoencoder",
-    }[args.model_type]
+        "byol": "BYOL: an online network regressing a moving-average target's projection of the other view",
+        "dino": "DINO: self-distillation from a moving-average teacher across multi-crop views",
+        "mocov3": "MoCo v3: InfoNCE between predicted queries and a momentum encoder's keys",
+        "simclr": "SimCLR: NT-Xent between the projections of two views",
+        "swav": "SwAV: swapped prediction of Sinkhorn-Knopp cluster codes across multi-crop views",
+    }[args.model_type] + (f", {backbone.model_type} backbone" if backbone is not None else "")
     card = render_model_card(
         args.hub_model_id or output_dir.name, "pretraining", data, recipe, architecture=architecture
     )

@@ -29,11 +29,13 @@ class JointEmbeddingConfig(PretrainedConfig):
             The backbone: a transformers `ViTConfig`, `ResNetConfig` or a `MiramConfig` (MIRAM backbones need
             `import miram_hf`), as a config or its dict. Defaults to the family's `default_backbone_type` with its
             transformers defaults.
+        image_size (`int`, *optional*): side of the global views; defaults to the backbone's `image_size` (ViT,
+            MIRAM) or 224.
     """
 
     default_backbone_type = "vit"
 
-    def __init__(self, backbone_config: PretrainedConfig | dict | None = None, **kwargs):
+    def __init__(self, backbone_config: PretrainedConfig | dict | None = None, image_size: int | None = None, **kwargs):
         if backbone_config is None:
             backbone_config = {"model_type": self.default_backbone_type}
         if isinstance(backbone_config, dict):
@@ -46,16 +48,13 @@ class JointEmbeddingConfig(PretrainedConfig):
                 )
             backbone_config = CONFIG_MAPPING[model_type](**fields)
         self.backbone_config = backbone_config
+        self.image_size = image_size or getattr(backbone_config, "image_size", 224)
         super().__init__(**kwargs)
 
     # what the training and processing code asks of any pretraining config, read from the backbone
     @property
     def num_channels(self) -> int:
         return self.backbone_config.num_channels
-
-    @property
-    def image_size(self) -> int:
-        return getattr(self.backbone_config, "image_size", 224)
 
     @property
     def patch_size(self) -> int | None:

@@ -35,7 +35,7 @@ def parameter_groups(
     """
     if layer_decay is not None and not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
-    num_layers = model.config.num_hidden_layers
+    num_layers = model.config.num_hidden_layers if layer_decay is not None else 0
     groups: dict[tuple[int, bool], dict] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:

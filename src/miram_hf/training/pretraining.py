@@ -21,7 +21,14 @@ from ..processing import MammographyImageProcessor
 from ..processing.augmentations import random_crop_regions
 
 # --model_type -> transformers model_type. MAE is transformers' own ViTMAE.
-MODEL_TYPES = {"miram": "miram", "mae": "vit_mae"}
+MODEL_TYPES = {
+    "miram": "miram", "mae": "vit_mae", "byol": "byol", "dino": "dino", "mocov3": "mocov3", "simclr": "simclr",
+    "swav": "swav",
+}  # fmt: skip
+# the masked autoencoders take masking noise and draw reconstructions; the others learn from views of each image
+MASKED_IMAGE_MODELS = ("miram", "mae")
+# the methods trained on multi-crop views (2 global + local crops); the other joint-embedding ones take two views
+MULTI_CROP_MODELS = ("dino", "swav")
 # Encoders of DeiT's tiny / small and ViT's base sizes; MAE's decoder (512 wide, 8 deep) for base, narrower ones below.
 # One channel, 112 x 112 inputs in 16-pixel patches, as in the MIRAM paper.
 PRESET_INPUT = dict(num_channels=1, image_size=112, patch_size=16)
@@ -42,24 +49,52 @@ MODEL_PRESETS = {
         decoder_intermediate_size=2048,
     ),
 }  # fmt: skip
+# ResNet backbones of the joint-embedding methods (the tiled-patch paper's SimCLR, BYOL and SwAV use ResNet-50)
+RESNET_PRESETS = {
+    "resnet-18": dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512]),
+    "resnet-50": dict(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048]),
+}
 MIRAM_ONLY = ("scales", "decoder_attention")
+MASKING_ONLY = ("mask_ratio", "norm_pix_loss")
 
 
-def pretraining_config(model_type: str, model_config: str, **overrides) -> PretrainedConfig:
-    """The config of a model to pretrain. `model_config` is a preset of MODEL_PRESETS (PRESET_INPUT) or a config
-    file or folder; `overrides` set its fields (image_size, patch_size, scales, ...; None leaves a field alone)."""
+def pretraining_config(model_type: str, model_config: str, config_overrides: str | None = None, **overrides):
+    """The config of a model to pretrain. `model_config` is a preset (MODEL_PRESETS with PRESET_INPUT, RESNET_PRESETS
+    for the joint-embedding methods, whose backbone the preset then gives) or a config file or folder; `overrides`
+    set its input and masking fields (image_size, patch_size, scales, ...; None leaves a field alone) and
+    `config_overrides` any other, as `key=value,key=value` (transformers' `update_from_string`)."""
     if model_type not in MODEL_TYPES:
         raise ValueError(f"Unknown model_type {model_type!r}; choose one of {sorted(MODEL_TYPES)}.")
     overrides = {key: value for key, value in overrides.items() if value is not None}
-    if model_type != "miram" and set(overrides) & set(MIRAM_ONLY):
-        raise ValueError(f"{sorted(set(overrides) & set(MIRAM_ONLY))} are MIRAM options; model_type is {model_type}.")
-    if model_config in MODEL_PRESETS:
-        fields = {**PRESET_INPUT, **MODEL_PRESETS[model_config], **overrides}
-        return AutoConfig.for_model(MODEL_TYPES[model_type], **fields)
-    config = AutoConfig.from_pretrained(model_config, **overrides)
-    if config.model_type != MODEL_TYPES[model_type]:
-        raise ValueError(f"{model_config} is a {config.model_type} config, not one for model_type {model_type}.")
+    wrong = set(overrides) & set(MIRAM_ONLY if model_type != "miram" else ())
+    wrong |= set(overrides) & set(MASKING_ONLY if model_type not in MASKED_IMAGE_MODELS else ())
+    if wrong:
+        raise ValueError(f"{sorted(wrong)} are not options of model_type {model_type}.")
+    if model_config in MODEL_PRESETS or model_config in RESNET_PRESETS:
+        config = preset_config(model_type, model_config, overrides)
+    else:
+        config = AutoConfig.from_pretrained(model_config, **overrides)
+        if config.model_type != MODEL_TYPES[model_type]:
+            raise ValueError(f"{model_config} is a {config.model_type} config, not one for model_type {model_type}.")
+    if config_overrides:
+        config.update_from_string(config_overrides)
     return config
+
+
+def preset_config(model_type: str, preset: str, overrides: dict) -> PretrainedConfig:
+    """A preset's config: the masked autoencoders' own, or a joint-embedding config around the preset backbone."""
+    if model_type in MASKED_IMAGE_MODELS:
+        if preset in RESNET_PRESETS:
+            raise ValueError(f"{preset} is a ResNet backbone; {model_type} pretrains a ViT ({sorted(MODEL_PRESETS)}).")
+        return AutoConfig.for_model(MODEL_TYPES[model_type], **{**PRESET_INPUT, **MODEL_PRESETS[preset], **overrides})
+    image_size = overrides.get("image_size", PRESET_INPUT["image_size"])
+    if preset in RESNET_PRESETS:
+        channels = PRESET_INPUT["num_channels"]
+        backbone = AutoConfig.for_model("resnet", num_channels=channels, embedding_size=64, **RESNET_PRESETS[preset])
+    else:
+        encoder = {key: value for key, value in MODEL_PRESETS[preset].items() if not key.startswith("decoder")}
+        backbone = AutoConfig.for_model("vit", **{**PRESET_INPUT, **encoder, **overrides})
+    return AutoConfig.for_model(MODEL_TYPES[model_type], backbone_config=backbone, image_size=image_size)
 
 
 def pretraining_model(config: PretrainedConfig) -> PreTrainedModel:

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import torch
 from conftest import tiny_miram_config
-from transformers import AutoModelForImageClassification
+from transformers import AutoModelForImageClassification, ResNetConfig
 
-from miram_hf import MammographyImageProcessor, MiramForPreTraining
+from miram_hf import ByolConfig, ByolForPreTraining, MammographyImageProcessor, MiramForPreTraining
 
 spec = importlib.util.spec_from_file_location("finetune_script", Path(__file__).parents[1] / "scripts" / "finetune.py")
 finetune = importlib.util.module_from_spec(spec)
@@ -54,3 +54,19 @@ def test_finetune_mass_margins_multi_label_and_push(tmp_path, fake_hub):
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_miram.py"} <= set(commit["files"])
     assert commit["files"]["README.md"] == (output / "README.md").read_bytes()  # our card, not Trainer's
     assert b"label_mass_margins" in commit["files"]["README.md"]
+
+
+def test_finetune_a_resnet_backbone_exported_by_byol(tmp_path):
+    backbone = ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    byol = ByolForPreTraining(ByolConfig(backbone_config=backbone, projection_hidden_size=16, projection_size=8))
+    byol.backbone_for_image_classification().save_pretrained(tmp_path / "backbone")
+    MammographyImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "backbone")
+    finetune.main(
+        ["--model_name_or_path", str(tmp_path / "backbone"), "--output_dir", str(tmp_path / "out"), "--num_images",
+         "16", "--max_steps", "2", "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy",
+         "no", "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true"]
+    )  # fmt: skip
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
+    assert type(model).__name__ == "ResNetForImageClassification" and model.config.num_labels == 4
+    # no drop path nor layer-wise decay for a ResNet: the card says so
+    assert "layer decay | None" in (tmp_path / "out" / "README.md").read_text()

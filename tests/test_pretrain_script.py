@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -11,7 +12,15 @@ import torch
 from accelerate import Accelerator
 from conftest import tiny_miram_config
 from safetensors.torch import load_file
-from transformers import AutoModelForPreTraining, ViTMAEConfig, ViTMAEForPreTraining
+from transformers import (
+    AutoConfig,
+    AutoModelForImageClassification,
+    AutoModelForPreTraining,
+    ResNetConfig,
+    ViTConfig,
+    ViTMAEConfig,
+    ViTMAEForPreTraining,
+)
 
 from miram_hf.training.checkpointing import latest_checkpoint
 
@@ -165,3 +174,84 @@ def test_two_processes_train_on_different_data_through_accelerate_launch(tmp_pat
         "random_states_0.pkl",
         "random_states_1.pkl",
     ]
+
+
+def joint_embedding_config_dir(path: Path, model_type: str) -> Path:
+    """A tiny config of `model_type`: a 2-layer ViT on 32 px (ResNet for BYOL, as in the tiled-patch paper)."""
+    vit = ViTConfig(image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    resnet = ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    heads = {
+        "byol": dict(projection_hidden_size=32, projection_size=16),
+        "dino": dict(head_hidden_size=32, head_bottleneck_size=16, head_output_size=64),
+        "mocov3": dict(projection_hidden_size=32, projection_size=16),
+        "simclr": dict(projection_hidden_size=32, projection_size=16),
+        "swav": dict(projection_hidden_size=32, projection_size=16, num_prototypes=20, freeze_prototypes_steps=1),
+    }[model_type]
+    backbone = resnet if model_type == "byol" else vit
+    AutoConfig.for_model(model_type, backbone_config=backbone, image_size=32, **heads).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("model_type", ["byol", "dino", "mocov3", "simclr", "swav"])
+def test_joint_embedding_methods_pretrain_and_leave_a_ready_backbone(model_type, tmp_path):
+    config_dir = joint_embedding_config_dir(tmp_path / "config", model_type)
+    output = tmp_path / "out"
+    state = pretrain.main(
+        ["--model_type", model_type, "--model_config", str(config_dir), "--output_dir", str(output), "--cache_dir",
+         str(tmp_path / "cache"), "--num_images", "8", "--per_device_train_batch_size", "4", "--max_steps", "2",
+         "--num_local_crops", "2", "--logging_steps", "1", "--report_to", "none"]
+    )  # fmt: skip
+    assert state["step"] == 2 and all(math.isfinite(record["loss"]) for record in state["log_history"])
+    model = AutoModelForPreTraining.from_pretrained(output)
+    assert model.config.model_type == model_type
+    backbone = AutoModelForImageClassification.from_pretrained(output / "backbone")
+    assert backbone.config.model_type == model.config.backbone_config.model_type
+    exported = model.teacher_backbone if model_type == "dino" else model.backbone
+    for key, value in exported.state_dict().items():
+        torch.testing.assert_close(backbone.base_model.state_dict()[key], value)
+    assert (output / "backbone" / "preprocessor_config.json").exists()
+    card = (output / "README.md").read_text()
+    assert model_type in card and "views" in card
+    assert not (output / "reconstruction.png").exists()
+
+
+def test_dino_resumes_exactly_teacher_centre_and_views_included(tmp_path):
+    config_dir = joint_embedding_config_dir(tmp_path / "config", "dino")
+
+    def run(output: Path, *extra: str) -> dict:
+        return pretrain.main(
+            ["--model_type", "dino", "--model_config", str(config_dir), "--output_dir", str(output), "--cache_dir",
+             str(tmp_path / "cache"), "--num_images", "8", "--per_device_train_batch_size", "4", "--max_steps", "4",
+             "--save_steps", "2", "--num_local_crops", "2", "--logging_steps", "1", "--report_to", "none", *extra]
+        )  # fmt: skip
+
+    straight = run(tmp_path / "straight")
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "checkpoint-2", tmp_path / "resumed" / "checkpoints" /
+                    "checkpoint-2")  # fmt: skip
+    (tmp_path / "resumed" / "checkpoints" / "latest").write_text("checkpoint-2")
+    resumed = run(tmp_path / "resumed", "--resume_from_checkpoint", "latest")
+    assert resumed["log_history"] == straight["log_history"]
+    weights = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed_weights = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert "criterion.center" in weights and any(key.startswith("teacher_head") for key in weights)
+    for key, value in weights.items():
+        assert torch.equal(resumed_weights[key], value), key
+
+
+def test_simclr_gathers_negatives_across_two_processes_through_accelerate_launch(tmp_path):
+    config_dir = joint_embedding_config_dir(tmp_path / "config", "simclr")
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
+        "--model_type", "simclr", "--model_config", str(config_dir), "--output_dir", str(tmp_path / "out"),
+        "--cache_dir", str(tmp_path / "cache"), "--num_images", "8", "--per_device_train_batch_size", "2",
+        "--max_steps", "2", "--logging_steps", "1", "--report_to", "none",
+    ]  # fmt: skip
+    environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+    assert result.returncode == 0, result.stderr[-4000:]
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    first, second = state["processes"]
+    assert first["images"] == second["images"] == 4 and first["pixel_crc32"] != second["pixel_crc32"]
+    assert type(AutoModelForPreTraining.from_pretrained(tmp_path / "out")).__name__ == "SimclrForPreTraining"

@@ -14,6 +14,7 @@ from miram_hf.training.pretraining import (
     pretraining_config,
     pretraining_dataset,
 )
+from miram_hf.training.views import MultiViewCollator
 
 
 def numbered_rows(count: int) -> datasets.Dataset:
@@ -38,10 +39,23 @@ def test_presets_and_their_errors():
     assert isinstance(config, MiramConfig) and config.hidden_size == 384 and config.num_channels == 1
     assert config.image_size == 112 and config.patch_size == 16 and config.scales == [1, 2, 4]
     assert isinstance(pretraining_config("mae", "vit-base"), ViTMAEConfig)
-    with pytest.raises(ValueError, match="MIRAM options"):
+    with pytest.raises(ValueError, match=r"\['scales'\] are not options of model_type mae"):
         pretraining_config("mae", "vit-tiny", scales=[1, 2])
-    with pytest.raises(ValueError, match="model_type"):
-        pretraining_config("dino", "vit-tiny")
+    with pytest.raises(ValueError, match="Unknown model_type"):
+        pretraining_config("ijepa", "vit-tiny")
+    # the joint-embedding methods: the preset is their backbone, --config_overrides reaches their own fields
+    dino = pretraining_config("dino", "vit-small", "momentum=0.99,head_output_size=4096", image_size=96)
+    assert dino.backbone_config.model_type == "vit" and dino.backbone_config.hidden_size == 384
+    assert dino.image_size == dino.backbone_config.image_size == 96 and dino.patch_size == 16
+    assert dino.momentum == 0.99 and dino.head_output_size == 4096
+    assert not hasattr(dino.backbone_config, "decoder_hidden_size")
+    byol = pretraining_config("byol", "resnet-50")
+    assert byol.backbone_config.hidden_sizes[-1] == byol.backbone_hidden_size == 2048
+    assert byol.num_channels == 1 and byol.image_size == 112
+    with pytest.raises(ValueError, match="not options of model_type simclr"):
+        pretraining_config("simclr", "vit-tiny", mask_ratio=0.5)
+    with pytest.raises(ValueError, match="ResNet backbone"):
+        pretraining_config("miram", "resnet-18")
 
 
 def test_vit_mae_gets_maes_initialisation():
@@ -88,6 +102,8 @@ def test_processes_get_disjoint_equal_shards_and_skipping_resumes_the_order():
     assert (
         rows_of(epoch_batches(dataset, collator, 4, epoch=0, process_index=1, num_processes=2, skip=1)) == shards[1][4:]
     )
+    # a checkpoint saved right after the epoch's last batch resumes with nothing left of that epoch
+    assert rows_of(epoch_batches(dataset, collator, 4, epoch=0, process_index=1, num_processes=2, skip=2)) == []
     next_epoch = rows_of(epoch_batches(dataset, collator, 4, epoch=1, process_index=0, num_processes=2))
     assert next_epoch != shards[0]
 
@@ -108,3 +124,23 @@ def test_a_stream_is_split_across_processes_and_skipping_resumes_it():
 def test_a_mixture_needs_named_folders():
     with pytest.raises(ValueError, match="name=folder"):
         pretraining_dataset("lesions-only", "/data/INbreast")
+
+
+def test_views_are_seeded_mammogram_augmentations_of_the_processed_image():
+    processor = MammographyImageProcessor(size={"height": 32, "width": 32}, do_breast_crop=False, do_flip=False,
+                                          keep_aspect_ratio=False)  # fmt: skip
+    rows = [{"image": np.random.default_rng(i).integers(0, 4096, (50, 40), dtype=np.uint16)} for i in range(3)]
+    collator = MultiViewCollator(processor, seed=1, num_local=3, local_size=16)
+    batch = collator(rows)
+    assert batch["pixel_values"].shape == (3, 2, 1, 32, 32)
+    assert batch["local_pixel_values"].shape == (3, 3, 1, 16, 16)
+    # normalised as the processor normalises: [0, 1] intensities to [-1, 1]
+    assert -1.0 <= batch["pixel_values"].min() and batch["pixel_values"].max() <= 1.0
+    assert not torch.equal(batch["pixel_values"][:, 0], batch["pixel_values"][:, 1])  # two different views
+    torch.testing.assert_close(MultiViewCollator(processor, seed=1, num_local=3, local_size=16)(rows), batch)
+    collator.epoch = 1
+    assert not torch.equal(collator(rows)["pixel_values"], batch["pixel_values"])
+    two_views = MultiViewCollator(processor)(rows)
+    assert set(two_views) == {"pixel_values"}
+    with pytest.raises(ValueError, match="local_size"):
+        MultiViewCollator(processor, num_local=2)

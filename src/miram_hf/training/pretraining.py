@@ -257,6 +257,8 @@ def epoch_batches(
         shard.set_epoch(epoch)
     else:
         count = batches_per_epoch(dataset, batch_size, num_processes)
+        if skip >= count:  # saved right at the end of the epoch: nothing of it is left
+            return iter(())
         shuffled = dataset.shuffle(seed=derived_seed(seed, epoch))
         shard = split_dataset_by_node(shuffled.select(range(count * batch_size * num_processes)), process_index,
                                       num_processes)  # fmt: skip

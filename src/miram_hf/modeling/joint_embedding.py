@@ -1,10 +1,7 @@
-"""What the joint-embedding methods (BYOL, DINO, MoCo v3, SimCLR, SwAV) share: a config holding a transformers
-backbone config, the bare backbone and its pooled features, projection MLPs, the teachers' moving average and its
-cosine schedule, and the collectives across processes.
+"""What the joint-embedding methods (BYOL, DINO, MoCo v3, SimCLR, SwAV) share: a config holding a backbone config,
+projection MLPs, the teachers' moving average and its cosine schedule, and the collectives across processes.
 
-One file, one home: each of those family folders links it as a sibling (`joint_embedding.py` is a symbolic link), so
-the family's modeling file imports it with a single dot and `save_pretrained` copies it next to the weights, which
-keeps every family folder Hub-portable (`trust_remote_code=True` with only transformers installed).
+Linked into each of those family folders, as `backbone.py` is, and for the same reason (see there).
 """
 
 import copy
@@ -15,9 +12,10 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as distributed_functional
 from torch import nn
-from transformers import AutoModel, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel, ViTModel
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers import AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
+
+from .backbone import backbone_config_from, backbone_hidden_size, pooled_features
 
 
 class JointEmbeddingConfig(PretrainedConfig):
@@ -36,17 +34,7 @@ class JointEmbeddingConfig(PretrainedConfig):
     default_backbone_type = "vit"
 
     def __init__(self, backbone_config: PretrainedConfig | dict | None = None, image_size: int | None = None, **kwargs):
-        if backbone_config is None:
-            backbone_config = {"model_type": self.default_backbone_type}
-        if isinstance(backbone_config, dict):
-            fields = dict(backbone_config)
-            model_type = fields.pop("model_type", self.default_backbone_type)
-            if model_type not in CONFIG_MAPPING:
-                raise ValueError(
-                    f"backbone_config has model_type {model_type!r}, which transformers does not know; "
-                    "a MIRAM backbone needs `import miram_hf` first."
-                )
-            backbone_config = CONFIG_MAPPING[model_type](**fields)
+        backbone_config = backbone_config_from(backbone_config, self.default_backbone_type)
         self.backbone_config = backbone_config
         self.image_size = image_size or getattr(backbone_config, "image_size", 224)
         super().__init__(**kwargs)
@@ -62,9 +50,7 @@ class JointEmbeddingConfig(PretrainedConfig):
 
     @property
     def backbone_hidden_size(self) -> int:
-        """Width of the pooled backbone feature: the last ResNet stage, or the ViT / MIRAM hidden size."""
-        backbone = self.backbone_config
-        return backbone.hidden_sizes[-1] if backbone.model_type == "resnet" else backbone.hidden_size
+        return backbone_hidden_size(self.backbone_config)
 
 
 @dataclass
@@ -76,23 +62,6 @@ class JointEmbeddingOutput(ModelOutput):
 
     loss: torch.Tensor | None = None
     embeddings: torch.Tensor | None = None
-
-
-def backbone_from_config(config: PretrainedConfig) -> PreTrainedModel:
-    """The bare backbone of `config`, laid out as `...ForImageClassification` holds it (a ViT without its pooler),
-    so that its weights move into a classifier as they are."""
-    if config.model_type == "vit":
-        return ViTModel(config, add_pooling_layer=False)
-    return AutoModel.from_config(config)
-
-
-def pooled_features(backbone: PreTrainedModel, pixel_values: torch.Tensor) -> torch.Tensor:
-    """(batch, hidden): a ResNet's globally averaged last stage, or the CLS token after a ViT's / MIRAM's final norm
-    (every patch kept). Crops smaller than the position table (multi-crop) interpolate it."""
-    if backbone.config.model_type == "resnet":
-        return backbone(pixel_values).pooler_output.flatten(1)
-    masking = {"mask_ratio": 0.0} if backbone.config.model_type == "miram" else {}
-    return backbone(pixel_values, interpolate_pos_encoding=True, **masking).last_hidden_state[:, 0]
 
 
 def views_first(pixel_values: torch.Tensor) -> torch.Tensor:
@@ -249,12 +218,10 @@ __all__ = [
     "JointEmbeddingOutput",
     "JointEmbeddingPreTrainedModel",
     "all_reduce_sum",
-    "backbone_from_config",
     "cosine_schedule",
     "cross_view_prediction",
     "gather",
     "is_distributed",
-    "pooled_features",
     "process_rank",
     "projection_mlp",
     "update_moving_average",

@@ -5,11 +5,11 @@ import copy
 import torch
 from torch import nn
 
+from .backbone import backbone_from_config
 from .configuration_mocov3 import MocoV3Config
 from .joint_embedding import (
     JointEmbeddingOutput,
     JointEmbeddingPreTrainedModel,
-    backbone_from_config,
     cross_view_prediction,
     projection_mlp,
 )

@@ -2,12 +2,11 @@
 
 import torch
 
+from .backbone import backbone_from_config, pooled_features
 from .configuration_simclr import SimclrConfig
 from .joint_embedding import (
     JointEmbeddingOutput,
     JointEmbeddingPreTrainedModel,
-    backbone_from_config,
-    pooled_features,
     projection_mlp,
     views_first,
 )

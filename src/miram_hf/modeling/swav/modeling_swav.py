@@ -4,12 +4,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbone import backbone_from_config, pooled_features
 from .configuration_swav import SwavConfig
 from .joint_embedding import (
     JointEmbeddingOutput,
     JointEmbeddingPreTrainedModel,
-    backbone_from_config,
-    pooled_features,
     projection_mlp,
     views_first,
     zero_gradient,

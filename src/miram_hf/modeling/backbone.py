@@ -1,0 +1,55 @@
+"""The backbone that the comparison families (BYOL, DINO, MoCo v3, SimCLR, SwAV, MIL, RoI attention) build from a
+`backbone_config`: any transformers ViT, ResNet, DINOv2 or a MIRAM encoder, and its pooled image feature.
+
+One file, one home: each of those family folders links it as a sibling (`backbone.py` is a symbolic link), so the
+family's files import it with a single dot and `save_pretrained` copies it next to the weights, which keeps every
+family folder Hub-portable (`trust_remote_code=True` with only transformers installed).
+"""
+
+import torch
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel, ViTModel
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+
+def backbone_config_from(value: PretrainedConfig | dict | None, default_model_type: str) -> PretrainedConfig:
+    """A backbone config from a config, its dict (saved configs hold dicts) or None (`default_model_type` with its
+    transformers defaults)."""
+    if isinstance(value, PretrainedConfig):
+        return value
+    fields = dict(value or {})
+    model_type = fields.pop("model_type", default_model_type)
+    if model_type not in CONFIG_MAPPING:
+        raise ValueError(
+            f"backbone_config has model_type {model_type!r}, which transformers does not know; "
+            "a MIRAM backbone needs `import miram_hf` first."
+        )
+    return CONFIG_MAPPING[model_type](**fields)
+
+
+def backbone_hidden_size(config: PretrainedConfig) -> int:
+    """Width of the pooled feature: a ResNet's last stage, or the ViT / DINOv2 / MIRAM hidden size."""
+    return config.hidden_sizes[-1] if config.model_type == "resnet" else config.hidden_size
+
+
+def backbone_from_config(config: PretrainedConfig) -> PreTrainedModel:
+    """The bare backbone of `config`, laid out as `...ForImageClassification` holds it (a ViT without its pooler),
+    so that its weights move into a classifier as they are."""
+    if config.model_type == "vit":
+        return ViTModel(config, add_pooling_layer=False)
+    return AutoModel.from_config(config)
+
+
+def pooled_features(backbone: PreTrainedModel, pixel_values: torch.Tensor) -> torch.Tensor:
+    """(batch, hidden): a ResNet's globally averaged last stage, or the CLS token after a ViT's / DINOv2's / MIRAM's
+    final norm (every patch kept). Images of another size than the position table interpolate it."""
+    model_type = backbone.config.model_type
+    if model_type == "resnet":
+        return backbone(pixel_values).pooler_output.flatten(1)
+    options = {
+        "vit": {"interpolate_pos_encoding": True},
+        "miram": {"interpolate_pos_encoding": True, "mask_ratio": 0.0},
+    }
+    return backbone(pixel_values, **options.get(model_type, {})).last_hidden_state[:, 0]
+
+
+__all__ = ["backbone_config_from", "backbone_from_config", "backbone_hidden_size", "pooled_features"]

@@ -32,6 +32,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 import miram_hf  # noqa: F401  (registers the models and the processor)
 from miram_hf.data import load_mammography
 from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
+from miram_hf.training.classification import classification_inputs, collate_classification
 
 logger = logging.getLogger("evaluate")
 
@@ -59,8 +60,8 @@ def predict(model, processor, dataset, batch_size: int) -> np.ndarray:
     scores = []
     for start in range(0, len(dataset), batch_size):
         images = [np.array(image) for image in dataset[start : start + batch_size]["image"]]
-        inputs = processor(images, return_tensors="pt")
-        logits = model(pixel_values=inputs["pixel_values"]).logits
+        pixels = classification_inputs(model.config, processor, images)
+        logits = model(**collate_classification([{"pixel_values": pixel} for pixel in pixels])).logits
         scores.append(
             logits.softmax(-1) if model.config.problem_type != "multi_label_classification" else logits.sigmoid()
         )

@@ -1,9 +1,14 @@
-"""Fine-tune a pretrained checkpoint (MIRAM, or a transformers ViT/ViTMAE encoder) on a collection's lesion or image
-task with `Trainer`: single-label (`label_pathology`) or multi-label (`label_mass_margins`, masses only), class
-weights against imbalance, layer-wise lr decay, drop path, mammogram augmentations on the fly, the best checkpoint on
-the validation split, early stopping, a model card, and `--push_to_hub`.
+"""Fine-tune a pretrained checkpoint (MIRAM, a transformers ViT/ViTMAE/ResNet encoder, or the backbone a
+joint-embedding method exported) on a collection's lesion or image task with `Trainer`: single-label
+(`label_pathology`) or multi-label (`label_mass_margins`, masses only), class weights against imbalance, layer-wise lr
+decay, drop path, mammogram augmentations on the fly, the best checkpoint on the validation split, early stopping, a
+model card, and `--push_to_hub`. With `--mil_pooling`, the encoder classifies whole images as bags of tiles
+(`MilForImageClassification`); `--frozen_backbone_epochs` first trains the head alone (the tiled-patch paper's two
+stages).
 
     python scripts/finetune.py --model_name_or_path outputs/pretrain --dataset synthetic --output_dir out/ft
+    python scripts/finetune.py --model_name_or_path outputs/pretrain-byol/backbone --mil_pooling gated_attention \
+        --tile_size 96 --image_size 448 --frozen_backbone_epochs 5 --output_dir out/mil
 """
 
 import sys
@@ -13,7 +18,9 @@ from pathlib import Path
 # `evaluate` library that miram_hf.metrics builds on.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
+import dataclasses
 import logging
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,14 +36,14 @@ from transformers import (
 )
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
-from miram_hf import MammographyImageProcessor
+from miram_hf import MammographyImageProcessor, MilConfig, MilForImageClassification
 from miram_hf.data import load_mammography
 from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
 from miram_hf.training import parameter_groups
+from miram_hf.training.classification import classification_inputs, collate_classification
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import render_model_card
-from miram_hf.training.views import normalization_statistics
 
 logger = logging.getLogger("finetune")
 
@@ -54,6 +61,11 @@ class FinetuneArguments:
     class_weighting: bool = field(default=True)
     early_stopping_patience: int | None = field(default=5)
     num_images: int | None = field(default=None, metadata={"help": "synthetic only"})
+    mil_pooling: str | None = field(
+        default=None, metadata={"help": "classify bags of tiles: gap, gated_attention or self_attention"}
+    )
+    tile_size: int = field(default=224, metadata={"help": "MIL: tile side (the tiled-patch paper: 96 for BYOL)"})
+    frozen_backbone_epochs: float = field(default=0, metadata={"help": "first train the head alone this long"})
 
 
 class WeightedTrainer(Trainer):
@@ -105,20 +117,29 @@ def main(argv: list[str] | None = None) -> dict:
     splits = {name: split.filter(has_label) for name, split in splits.items()}
     # stochastic depth where the backbone has it (MIRAM); transformers' ViT and ResNet have none
     has_drop_path = hasattr(AutoConfig.from_pretrained(args.model_name_or_path), "drop_path_rate")
-    model = AutoModelForImageClassification.from_pretrained(
-        args.model_name_or_path,
+    labelling = dict(
         num_labels=len(names),
         id2label=dict(enumerate(names)),
         label2id={name: i for i, name in enumerate(names)},
         problem_type="multi_label_classification" if multi_label else "single_label_classification",
+    )
+    model = AutoModelForImageClassification.from_pretrained(
+        args.model_name_or_path,
         ignore_mismatched_sizes=True,
+        **labelling,
         **({"drop_path_rate": args.drop_path_rate} if has_drop_path else {}),
     )
+    if args.mil_pooling:  # the checkpoint's encoder becomes the tile encoder
+        mil = MilConfig(backbone_config=model.config, pooling=args.mil_pooling, tile_size=args.tile_size, **labelling)
+        encoder, model = model.base_model, MilForImageClassification(mil)
+        model.backbone.load_state_dict(encoder.state_dict())
     try:
         processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
     except OSError:
-        size = args.image_size or model.config.image_size
+        size = args.image_size or getattr(model.config, "image_size", 224)
         processor = MammographyImageProcessor(size={"height": size, "width": size})
+    if args.image_size:  # e.g. whole images several tiles wide for MIL
+        processor.size = {"height": args.image_size, "width": args.image_size}
     processor.num_channels = model.config.num_channels
     augment = Compose([RandomFlip(0.5, 0.5), Gamma(p=0.8), Contrast(p=0.8)])
 
@@ -129,11 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
         return [np.isin(np.arange(len(names)), atoms).astype(np.float32) for atoms in values]
 
     def transform(rows, train: bool):
-        pixels = processor([np.array(image) for image in rows["image"]], return_tensors="pt")["pixel_values"]
-        if train:  # augment in [0, 1], before the processor's normalisation is re-applied
-            mean, std = normalization_statistics(processor)
-            pixels = (augment(pixels * std + mean) - mean) / std
-        return {"pixel_values": list(pixels), "labels": targets(rows[args.label_column])}
+        images = [np.array(image) for image in rows["image"]]
+        pixels = classification_inputs(model.config, processor, images, augment if train else None)
+        return {"pixel_values": pixels, "labels": targets(rows[args.label_column])}
 
     labels = np.array(targets(splits["train"][args.label_column]))
     counts = labels.sum(0) if multi_label else np.bincount(labels, minlength=len(names))
@@ -166,13 +185,24 @@ def main(argv: list[str] | None = None) -> dict:
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
     layer_decay = args.layer_decay
     if layer_decay is not None and not hasattr(model.config, "num_hidden_layers"):
-        logger.info("%s has no transformer layers: no layer-wise lr decay.", model.config.model_type)
+        logger.info("No layer-wise lr decay: a %s config has no num_hidden_layers.", model.config.model_type)
         layer_decay = None
+    if args.frozen_backbone_epochs > 0:  # stage one: the head alone, on a frozen encoder; nothing of it is saved
+        model.base_model.requires_grad_(False)
+        with tempfile.TemporaryDirectory() as scratch:
+            head_only = dataclasses.replace(
+                training_args, output_dir=scratch, max_steps=-1, num_train_epochs=args.frozen_backbone_epochs,
+                eval_strategy="no", save_strategy="no", load_best_model_at_end=False, report_to=[],
+            )  # fmt: skip
+            WeightedTrainer(model=model, args=head_only, train_dataset=train, data_collator=collate_classification,
+                            class_weights=class_weights).train()  # fmt: skip
+        model.base_model.requires_grad_(True)
     trainer = WeightedTrainer(
         model=model,
         args=training_args,
         train_dataset=train,
         eval_dataset=validation,
+        data_collator=collate_classification,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
         class_weights=class_weights,
@@ -194,7 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{args.dataset} `{args.dataset_config}`, column `{args.label_column}`: {len(train)} training rows",
         {"epochs": training_args.num_train_epochs, "max steps": training_args.max_steps,
          "learning rate": training_args.learning_rate, "layer decay": layer_decay,
-         "drop path": args.drop_path_rate, "class weighting": args.class_weighting},
+         "drop path": args.drop_path_rate if has_drop_path else None, "class weighting": args.class_weighting,
+         "MIL pooling": args.mil_pooling, "frozen-backbone epochs": args.frozen_backbone_epochs},
         results=results,
         base_model=args.model_name_or_path,
     )  # fmt: skip

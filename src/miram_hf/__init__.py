@@ -11,6 +11,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .modeling.byol import ByolConfig, ByolForPreTraining
 from .modeling.dino import DinoConfig, DinoForPreTraining
+from .modeling.mil import MilConfig, MilForImageClassification
 from .modeling.miram import (
     MiramConfig,
     MiramForImageClassification,
@@ -36,6 +37,7 @@ MODEL_CLASSES = {
     },
     ByolConfig: {AutoModelForPreTraining: ByolForPreTraining},
     DinoConfig: {AutoModelForPreTraining: DinoForPreTraining},
+    MilConfig: {AutoModelForImageClassification: MilForImageClassification},
     MocoV3Config: {AutoModelForPreTraining: MocoV3ForPreTraining},
     SimclrConfig: {AutoModelForPreTraining: SimclrForPreTraining},
     SwavConfig: {AutoModelForPreTraining: SwavForPreTraining},
@@ -69,6 +71,8 @@ __all__ = [
     "MammographyImageClassificationPipeline",
     "MammographyImageFeatureExtractionPipeline",
     "MammographyImageProcessor",
+    "MilConfig",
+    "MilForImageClassification",
     "MiramConfig",
     "MiramForImageClassification",
     "MiramForPreTraining",

@@ -71,6 +71,35 @@ def save_reconstruction(
     return path
 
 
+def save_tile_heatmap(
+    image: torch.Tensor | np.ndarray, tiles: Sequence, tile_weights: torch.Tensor | np.ndarray, path: str | Path
+) -> Path:
+    """Render a bag's tile weights (`MilForImageClassification`'s `tile_weights`, one per tile of `tiles` from
+    `image_bag`) as a heatmap over the mammogram: each pixel shows the mean weight of the tiles that cover it. The
+    image (channels, height, width) or (height, width) is shown next to the overlay; the figure is saved as a PNG."""
+    gray = _to_gray(torch.as_tensor(image)) if np.ndim(image) == 3 else np.asarray(image, dtype=np.float32)
+    weights = np.asarray(torch.as_tensor(tile_weights).detach().float().cpu())
+    total, coverage = np.zeros(gray.shape, np.float32), np.zeros(gray.shape, np.float32)
+    for tile, weight in zip(tiles, weights[: len(tiles)], strict=True):
+        box = tile.box
+        total[box.top : box.bottom, box.left : box.right] += weight
+        coverage[box.top : box.bottom, box.left : box.right] += 1
+    heat = np.where(coverage > 0, total / np.maximum(coverage, 1), np.nan)
+    figure, axes = plt.subplots(1, 2, figsize=(6, 4))
+    for axis, title in zip(axes, ("mammogram", "tile attention"), strict=True):
+        axis.imshow(gray, cmap="gray")
+        axis.set_title(title, fontsize=9)
+        axis.set_axis_off()
+    shown = axes[1].imshow(heat, cmap="inferno", alpha=0.5)
+    figure.colorbar(shown, ax=axes[1], fraction=0.046)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def _mask_pixels(mask: torch.Tensor, grid: tuple[int, int], patch_size: int) -> torch.Tensor:
     """(batch, tokens) patch mask -> (batch, 1, H, W) boolean pixel mask."""
     pixel_mask = mask.reshape(mask.shape[0], 1, *grid)

@@ -10,6 +10,9 @@ from miram_hf import ByolConfig, ByolForPreTraining, MammographyImageProcessor, 
 spec = importlib.util.spec_from_file_location("finetune_script", Path(__file__).parents[1] / "scripts" / "finetune.py")
 finetune = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(finetune)
+spec = importlib.util.spec_from_file_location("evaluate_script", Path(__file__).parents[1] / "scripts" / "evaluate.py")
+evaluate_script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(evaluate_script)
 
 
 def pretrained(path: Path) -> Path:
@@ -70,3 +73,35 @@ def test_finetune_a_resnet_backbone_exported_by_byol(tmp_path):
     assert type(model).__name__ == "ResNetForImageClassification" and model.config.num_labels == 4
     # no drop path nor layer-wise decay for a ResNet: the card says so
     assert "layer decay | None" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_two_stage_mil_finetune_on_tiles_then_evaluate(tmp_path, monkeypatch):
+    model_path = pretrained(tmp_path / "pretrained")  # a MIRAM encoder becomes the tile encoder
+    stages = []
+    train = finetune.WeightedTrainer.train
+
+    def recording_train(self, *args, **kwargs):
+        stages.append({name: p.requires_grad for name, p in self.model.named_parameters()})
+        return train(self, *args, **kwargs)
+
+    monkeypatch.setattr(finetune.WeightedTrainer, "train", recording_train)
+    finetune.main(
+        ["--model_name_or_path", str(model_path), "--output_dir", str(tmp_path / "mil"), "--num_images", "16",
+         "--mil_pooling", "gated_attention", "--tile_size", "32", "--image_size", "64",
+         "--frozen_backbone_epochs", "1", "--max_steps", "2", "--per_device_train_batch_size", "4",
+         "--eval_strategy", "no", "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none",
+         "--use_cpu", "true"]
+    )  # fmt: skip
+    head_only, everything = stages
+    assert not any(trainable for name, trainable in head_only.items() if name.startswith("backbone."))
+    assert head_only["classifier.weight"] and head_only["pooling.attention_v.weight"]
+    assert all(everything.values())
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "mil")
+    assert type(model).__name__ == "MilForImageClassification" and type(model.backbone).__name__ == "MiramModel"
+    assert not list((tmp_path / "mil").glob("frozen*"))  # stage one leaves nothing behind
+
+    results = evaluate_script.main(
+        ["--model_path", str(tmp_path / "mil"), "--output_dir", str(tmp_path / "evaluation"), "--num_images", "16",
+         "--n_bootstrap", "10"]
+    )  # fmt: skip
+    assert results["examples"] > 0 and "roc_auc" in results["metrics"]

@@ -54,7 +54,7 @@ class MilGatedAttentionPooling(nn.Module):
 
 class MilSelfAttentionPooling(nn.Module):
     """A pre-norm transformer layer over [CLS, tiles]; the CLS output is the pooled feature and its attention to the
-    tiles (averaged over heads) the tile weights."""
+    tiles (averaged over heads, renormalised over the tiles) the tile weights."""
 
     def __init__(self, config: MilConfig):
         super().__init__()
@@ -72,7 +72,8 @@ class MilSelfAttentionPooling(nn.Module):
         attended, weights = self.attention(normed, normed, normed, key_padding_mask=padding, need_weights=True)
         tokens = tokens + attended
         tokens = tokens + self.mlp(self.mlp_norm(tokens))
-        return tokens[:, 0], weights[:, 0, 1:]
+        tile_weights = weights[:, 0, 1:]  # the CLS's attention to the tiles, less what it pays itself
+        return tokens[:, 0], tile_weights / tile_weights.sum(1, keepdim=True)
 
 
 POOLING_CLASSES = {"gap": MilMeanPooling, "gated_attention": MilGatedAttentionPooling,

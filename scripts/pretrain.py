@@ -38,11 +38,13 @@ from miram_hf.training.checkpointing import latest_checkpoint, load_checkpoint, 
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import render_model_card
 from miram_hf.training.pretraining import (
+    JOINT_EMBEDDING_MODELS,
     MASKED_IMAGE_MODELS,
     MODEL_PRESETS,
     MODEL_TYPES,
     MULTI_CROP_MODELS,
     RESNET_PRESETS,
+    VAE_PRESETS,
     PretrainingCollator,
     batches_per_epoch,
     epoch_batches,
@@ -62,10 +64,11 @@ logger = logging.getLogger("pretrain")
 class PretrainingArguments:
     # the model
     model_type: str = field(default="miram", metadata={"help": f"one of {sorted(MODEL_TYPES)}"})
-    model_config: str = field(
-        default="vit-tiny",
+    model_config: str | None = field(
+        default=None,
         metadata={
-            "help": f"{sorted(MODEL_PRESETS)}, {sorted(RESNET_PRESETS)} (joint-embedding methods) or a config path"
+            "help": f"{sorted(MODEL_PRESETS)} (default vit-tiny), {sorted(RESNET_PRESETS)} (joint-embedding methods), "
+            f"{sorted(VAE_PRESETS)} (vae, its default) or a config path"
         },
     )
     config_overrides: str | None = field(
@@ -152,10 +155,11 @@ def main(argv: list[str] | None = None) -> dict:
         mask_ratio=args.mask_ratio, norm_pix_loss=args.norm_pix_loss,
     )  # fmt: skip
     masked = args.model_type in MASKED_IMAGE_MODELS
+    joint_embedding = args.model_type in JOINT_EMBEDDING_MODELS
     model = pretraining_model(config)
     processor = pretraining_processor(config)
-    if masked:
-        collator = PretrainingCollator(processor, args.seed, augment=True, crop_scale=args.crop_scale)
+    if not joint_embedding:  # the VAE reconstructs whole images, unaugmented, as its paper did
+        collator = PretrainingCollator(processor, args.seed, augment=masked, crop_scale=args.crop_scale)
     else:
         num_local = args.num_local_crops if args.model_type in MULTI_CROP_MODELS else 0
         collator = MultiViewCollator(processor, args.seed, num_local=num_local, crop_scale=args.crop_scale,
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     while progress["step"] < max_steps:
         step = progress["step"] + 1
         losses = []
-        if not masked:  # teachers' moving averages and the methods' other schedules follow the step
+        if joint_embedding:  # teachers' moving averages and the methods' other schedules follow the step
             unwrapped.start_training_step(step, max_steps)
         for micro_batch in range(accumulation):
             batch = next(stream)
@@ -275,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
         processor.save_pretrained(output_dir)
         if masked:
             log_reconstruction(accelerator, unwrapped, preview, output_dir / "reconstruction.png", args.seed, max_steps)
-        else:  # what finetune.py takes: the backbone with a fresh classification head
+        elif joint_embedding:  # what finetune.py takes: the backbone with a fresh classification head
             unwrapped.backbone_for_image_classification().save_pretrained(output_dir / "backbone")
             processor.save_pretrained(output_dir / "backbone")
         rows = None if streamed else len(dataset)
@@ -314,6 +318,8 @@ def log_reconstruction(accelerator: Accelerator, model, preview: dict, path: Pat
 
 
 def augmentation(args: PretrainingArguments) -> str:
+    if args.model_type == "vae":
+        return "none"
     if args.model_type in MASKED_IMAGE_MODELS:
         return f"random resized crop {args.crop_scale} + flip"
     crops = f"2 global views + {args.num_local_crops} local" if args.model_type in MULTI_CROP_MODELS else "2 views"
@@ -328,7 +334,8 @@ def write_card(
     data = f"`{args.dataset}`" + (f" (`{args.dataset_config}`)" if args.dataset in BUILDERS else "")
     data += f": {rows} training images" if rows is not None else ", streamed"
     recipe = {
-        "model": f"{args.model_type} ({args.model_config}, image {config.image_size}, patch {config.patch_size})",
+        "model": f"{args.model_type} ({args.model_config or 'default'}, image {config.image_size}, "
+        f"patch {getattr(config, 'patch_size', None)})",
         "steps": steps, "global batch": global_batch, "learning rate": f"{learning_rate:.3e}",
         "optimizer": f"AdamW ({args.adam_beta1}, {args.adam_beta2}), weight decay {args.weight_decay}",
         "schedule": "linear warmup + half-cosine", "augmentation": augmentation(args), "seed": args.seed,
@@ -342,6 +349,7 @@ def write_card(
         "mocov3": "MoCo v3: InfoNCE between predicted queries and a momentum encoder's keys",
         "simclr": "SimCLR: NT-Xent between the projections of two views",
         "swav": "SwAV: swapped prediction of Sinkhorn-Knopp cluster codes across multi-crop views",
+        "vae": "VAE-SSL: a convolutional VAE whose latent (mu, sigma, z) a 228-parameter classifier reads",
     }[args.model_type] + (f", {backbone.model_type} backbone" if backbone is not None else "")
     card = render_model_card(
         args.hub_model_id or output_dir.name, "pretraining", data, recipe, architecture=architecture

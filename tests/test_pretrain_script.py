@@ -22,6 +22,7 @@ from transformers import (
     ViTMAEForPreTraining,
 )
 
+from miram_hf import MammoVaeConfig
 from miram_hf.training.checkpointing import latest_checkpoint
 
 ROOT = Path(__file__).parents[1]
@@ -255,3 +256,18 @@ def test_simclr_gathers_negatives_across_two_processes_through_accelerate_launch
     first, second = state["processes"]
     assert first["images"] == second["images"] == 4 and first["pixel_crc32"] != second["pixel_crc32"]
     assert type(AutoModelForPreTraining.from_pretrained(tmp_path / "out")).__name__ == "SimclrForPreTraining"
+
+
+def test_the_vae_pretrains_on_whole_images_and_its_folder_loads_as_the_228_parameter_classifier(tmp_path):
+    output = tmp_path / "vae"
+    MammoVaeConfig(image_size=[32, 40], encoder_channels=[4, 4, 2]).save_pretrained(tmp_path / "config")
+    state = pretrain.main(
+        ["--model_type", "vae", "--model_config", str(tmp_path / "config"), "--config_overrides", "latent_size=16",
+         "--dataset_config", "images", "--output_dir", str(output), "--cache_dir", str(tmp_path / "cache"),
+         "--num_images", "8", "--per_device_train_batch_size", "2", "--max_steps", "2", "--report_to", "none"]
+    )  # fmt: skip
+    assert state["step"] == 2 and state["processes"][0]["images"] == 4
+    classifier = AutoModelForImageClassification.from_pretrained(output, num_labels=4)
+    assert type(classifier).__name__ == "MammoVaeForImageClassification"
+    assert sum(p.numel() for p in classifier.parameters() if p.requires_grad) == 228
+    assert "VAE-SSL" in (output / "README.md").read_text()

@@ -22,6 +22,7 @@ from .modeling.miram import (
 from .modeling.mocov3 import MocoV3Config, MocoV3ForPreTraining
 from .modeling.simclr import SimclrConfig, SimclrForPreTraining
 from .modeling.swav import SwavConfig, SwavForPreTraining
+from .modeling.vae import MammoVaeConfig, MammoVaeForImageClassification, MammoVaeForPreTraining
 from .pipelines import MammographyImageClassificationPipeline, MammographyImageFeatureExtractionPipeline
 from .processing import MammographyImageProcessor
 
@@ -38,6 +39,10 @@ MODEL_CLASSES = {
     ByolConfig: {AutoModelForPreTraining: ByolForPreTraining},
     DinoConfig: {AutoModelForPreTraining: DinoForPreTraining},
     MilConfig: {AutoModelForImageClassification: MilForImageClassification},
+    MammoVaeConfig: {
+        AutoModelForPreTraining: MammoVaeForPreTraining,
+        AutoModelForImageClassification: MammoVaeForImageClassification,
+    },
     MocoV3Config: {AutoModelForPreTraining: MocoV3ForPreTraining},
     SimclrConfig: {AutoModelForPreTraining: SimclrForPreTraining},
     SwavConfig: {AutoModelForPreTraining: SwavForPreTraining},
@@ -68,6 +73,9 @@ __all__ = [
     "ByolForPreTraining",
     "DinoConfig",
     "DinoForPreTraining",
+    "MammoVaeConfig",
+    "MammoVaeForImageClassification",
+    "MammoVaeForPreTraining",
     "MammographyImageClassificationPipeline",
     "MammographyImageFeatureExtractionPipeline",
     "MammographyImageProcessor",

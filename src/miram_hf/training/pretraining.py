@@ -23,10 +23,12 @@ from ..processing.augmentations import random_crop_regions
 # --model_type -> transformers model_type. MAE is transformers' own ViTMAE.
 MODEL_TYPES = {
     "miram": "miram", "mae": "vit_mae", "byol": "byol", "dino": "dino", "mocov3": "mocov3", "simclr": "simclr",
-    "swav": "swav",
+    "swav": "swav", "vae": "mammo_vae",
 }  # fmt: skip
 # the masked autoencoders take masking noise and draw reconstructions; the others learn from views of each image
 MASKED_IMAGE_MODELS = ("miram", "mae")
+# the methods that learn from views of each image, with the schedules of `start_training_step`
+JOINT_EMBEDDING_MODELS = ("byol", "dino", "mocov3", "simclr", "swav")
 # the methods trained on multi-crop views (2 global + local crops); the other joint-embedding ones take two views
 MULTI_CROP_MODELS = ("dino", "swav")
 # Encoders of DeiT's tiny / small and ViT's base sizes; MAE's decoder (512 wide, 8 deep) for base, narrower ones below.
@@ -54,13 +56,18 @@ RESNET_PRESETS = {
     "resnet-18": dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512]),
     "resnet-50": dict(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048]),
 }
+# the VAE-SSL paper's model: 640 x 800 mammograms
+VAE_PRESETS = {"vae-640x800": dict(image_size=[640, 800])}
 MIRAM_ONLY = ("scales", "decoder_attention")
 MASKING_ONLY = ("mask_ratio", "norm_pix_loss")
 
 
-def pretraining_config(model_type: str, model_config: str, config_overrides: str | None = None, **overrides):
+def pretraining_config(
+    model_type: str, model_config: str | None = None, config_overrides: str | None = None, **overrides
+) -> PretrainedConfig:
     """The config of a model to pretrain. `model_config` is a preset (MODEL_PRESETS with PRESET_INPUT, RESNET_PRESETS
-    for the joint-embedding methods, whose backbone the preset then gives) or a config file or folder; `overrides`
+    for the joint-embedding methods, whose backbone the preset then gives, VAE_PRESETS; by default vit-tiny, or
+    vae-640x800 for the VAE) or a config file or folder; `overrides`
     set its input and masking fields (image_size, patch_size, scales, ...; None leaves a field alone) and
     `config_overrides` any other, as `key=value,key=value` (transformers' `update_from_string`)."""
     if model_type not in MODEL_TYPES:
@@ -70,7 +77,8 @@ def pretraining_config(model_type: str, model_config: str, config_overrides: str
     wrong |= set(overrides) & set(MASKING_ONLY if model_type not in MASKED_IMAGE_MODELS else ())
     if wrong:
         raise ValueError(f"{sorted(wrong)} are not options of model_type {model_type}.")
-    if model_config in MODEL_PRESETS or model_config in RESNET_PRESETS:
+    model_config = model_config or ("vae-640x800" if model_type == "vae" else "vit-tiny")
+    if model_config in MODEL_PRESETS or model_config in RESNET_PRESETS or model_config in VAE_PRESETS:
         config = preset_config(model_type, model_config, overrides)
     else:
         config = AutoConfig.from_pretrained(model_config, **overrides)
@@ -82,7 +90,15 @@ def pretraining_config(model_type: str, model_config: str, config_overrides: str
 
 
 def preset_config(model_type: str, preset: str, overrides: dict) -> PretrainedConfig:
-    """A preset's config: the masked autoencoders' own, or a joint-embedding config around the preset backbone."""
+    """A preset's config: the masked autoencoders' own, the VAE's, or a joint-embedding config around the preset
+    backbone."""
+    if (model_type == "vae") != (preset in VAE_PRESETS):
+        raise ValueError(f"{preset} is not a preset of model_type {model_type}.")
+    if model_type == "vae":
+        size = overrides.get("image_size")
+        return AutoConfig.for_model(
+            "mammo_vae", **{**VAE_PRESETS[preset], **({"image_size": [size, size]} if size else {})}
+        )
     if model_type in MASKED_IMAGE_MODELS:
         if preset in RESNET_PRESETS:
             raise ValueError(f"{preset} is a ResNet backbone; {model_type} pretrains a ViT ({sorted(MODEL_PRESETS)}).")
@@ -122,9 +138,9 @@ def initialize_vit_mae(model: PreTrainedModel) -> None:
 def pretraining_processor(config: PretrainedConfig) -> MammographyImageProcessor:
     """The processor of a pretraining run: crops and tiles stretched to the model's input (MAE's random resized crop
     sets the aspect), [0, 1] intensities normalised to mean 0.5 / std 0.5, and MIRAM's targets at every scale."""
-    size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+    height, width = (config.image_size,) * 2 if isinstance(config.image_size, int) else config.image_size
     return MammographyImageProcessor(
-        size={"height": size, "width": size},
+        size={"height": height, "width": width},
         do_breast_crop=False,  # crops and tiles lie inside the breast already
         do_flip=False,
         keep_aspect_ratio=False,

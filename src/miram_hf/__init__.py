@@ -20,6 +20,7 @@ from .modeling.miram import (
     MiramPreTrainedModel,
 )
 from .modeling.mocov3 import MocoV3Config, MocoV3ForPreTraining
+from .modeling.roi import RoiAttentionConfig, RoiAttentionForImageClassification
 from .modeling.simclr import SimclrConfig, SimclrForPreTraining
 from .modeling.swav import SwavConfig, SwavForPreTraining
 from .modeling.vae import MammoVaeConfig, MammoVaeForImageClassification, MammoVaeForPreTraining
@@ -44,6 +45,7 @@ MODEL_CLASSES = {
         AutoModelForImageClassification: MammoVaeForImageClassification,
     },
     MocoV3Config: {AutoModelForPreTraining: MocoV3ForPreTraining},
+    RoiAttentionConfig: {AutoModelForImageClassification: RoiAttentionForImageClassification},
     SimclrConfig: {AutoModelForPreTraining: SimclrForPreTraining},
     SwavConfig: {AutoModelForPreTraining: SwavForPreTraining},
 }
@@ -88,6 +90,8 @@ __all__ = [
     "MiramPreTrainedModel",
     "MocoV3Config",
     "MocoV3ForPreTraining",
+    "RoiAttentionConfig",
+    "RoiAttentionForImageClassification",
     "SimclrConfig",
     "SimclrForPreTraining",
     "SwavConfig",

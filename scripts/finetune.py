@@ -44,13 +44,17 @@ from miram_hf.training import parameter_groups
 from miram_hf.training.classification import classification_inputs, collate_classification
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import render_model_card
+from miram_hf.training.pretraining import MODEL_PRESETS, RESNET_PRESETS, backbone_preset_config
 
 logger = logging.getLogger("finetune")
 
 
 @dataclass
 class FinetuneArguments:
-    model_name_or_path: str = field(metadata={"help": "a pretrained checkpoint folder or Hub id"})
+    model_name_or_path: str = field(
+        metadata={"help": "a pretrained checkpoint folder or Hub id, or a preset (vit-base, resnet-50, ...) to train "
+                  "from random weights (the papers' supervised baselines)"}
+    )  # fmt: skip
     dataset: str = field(default="synthetic")
     data_dir: str | None = field(default=None)
     dataset_config: str = field(default="lesions")
@@ -115,29 +119,46 @@ def main(argv: list[str] | None = None) -> dict:
         return row["label_pathology"] in (0, 1) if multi_label else row[args.label_column] >= 0
 
     splits = {name: split.filter(has_label) for name, split in splits.items()}
+    random_init = args.model_name_or_path in MODEL_PRESETS or args.model_name_or_path in RESNET_PRESETS
+    if random_init:
+        vit_size = (
+            {"image_size": args.image_size} if args.image_size and args.model_name_or_path in MODEL_PRESETS else {}
+        )
+        config = backbone_preset_config(args.model_name_or_path, **vit_size)
+    else:
+        config = AutoConfig.from_pretrained(args.model_name_or_path)
     # stochastic depth where the backbone has it (MIRAM); transformers' ViT and ResNet have none
-    has_drop_path = hasattr(AutoConfig.from_pretrained(args.model_name_or_path), "drop_path_rate")
+    has_drop_path = hasattr(config, "drop_path_rate")
     labelling = dict(
         num_labels=len(names),
         id2label=dict(enumerate(names)),
         label2id={name: i for i, name in enumerate(names)},
         problem_type="multi_label_classification" if multi_label else "single_label_classification",
     )
-    model = AutoModelForImageClassification.from_pretrained(
-        args.model_name_or_path,
-        ignore_mismatched_sizes=True,
-        **labelling,
-        **({"drop_path_rate": args.drop_path_rate} if has_drop_path else {}),
-    )
+    if random_init:
+        config.update(labelling)
+        model = AutoModelForImageClassification.from_config(config)
+    else:
+        model = AutoModelForImageClassification.from_pretrained(
+            args.model_name_or_path,
+            ignore_mismatched_sizes=True,
+            **labelling,
+            **({"drop_path_rate": args.drop_path_rate} if has_drop_path else {}),
+        )
     if args.mil_pooling:  # the checkpoint's encoder becomes the tile encoder
         mil = MilConfig(backbone_config=model.config, pooling=args.mil_pooling, tile_size=args.tile_size, **labelling)
         encoder, model = model.base_model, MilForImageClassification(mil)
         model.backbone.load_state_dict(encoder.state_dict())
-    try:
-        processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
-    except OSError:
+    processor = None  # a preset has none (and is no Hub id to look one up under)
+    if not random_init:
+        try:
+            processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
+        except OSError:  # a checkpoint without a processor
+            pass
+    if not isinstance(processor, MammographyImageProcessor):  # e.g. an ImageNet ViT's: keep its normalisation
         size = args.image_size or getattr(model.config, "image_size", 224)
-        processor = MammographyImageProcessor(size={"height": size, "width": size})
+        statistics = {"image_mean": processor.image_mean, "image_std": processor.image_std} if processor else {}
+        processor = MammographyImageProcessor(size={"height": size, "width": size}, **statistics)
     if args.image_size:  # e.g. whole images several tiles wide for MIL
         processor.size = {"height": args.image_size, "width": args.image_size}
     processor.num_channels = model.config.num_channels

@@ -1,9 +1,16 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import tiny_miram_config
-from transformers import AutoModelForImageClassification, ResNetConfig
+from transformers import (
+    AutoModelForImageClassification,
+    ResNetConfig,
+    ViTConfig,
+    ViTForImageClassification,
+    ViTImageProcessor,
+)
 
 from miram_hf import ByolConfig, ByolForPreTraining, MammographyImageProcessor, MiramForPreTraining
 
@@ -105,3 +112,31 @@ def test_two_stage_mil_finetune_on_tiles_then_evaluate(tmp_path, monkeypatch):
          "--n_bootstrap", "10"]
     )  # fmt: skip
     assert results["examples"] > 0 and "roc_auc" in results["metrics"]
+
+
+@pytest.mark.parametrize("preset, model_class", [("resnet-18", "ResNetForImageClassification"),
+                                                 ("vit-tiny", "ViTForImageClassification")])  # fmt: skip
+def test_supervised_baselines_train_from_random_weights(preset, model_class, tmp_path):
+    finetune.main(
+        ["--model_name_or_path", preset, "--image_size", "32", "--output_dir", str(tmp_path / "out"), "--num_images",
+         "16", "--max_steps", "1", "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy",
+         "no", "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true"]
+    )  # fmt: skip
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
+    assert type(model).__name__ == model_class and model.config.num_channels == 1 and model.config.num_labels == 4
+
+
+def test_an_imagenet_checkpoint_keeps_its_normalisation_and_three_channels(tmp_path):
+    # stands in for a local copy of google/vit-base-patch16-224: a ViT classifier with transformers' own processor
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=64, num_labels=1000)  # fmt: skip
+    ViTForImageClassification(config).save_pretrained(tmp_path / "imagenet")
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "imagenet")
+    finetune.main(
+        ["--model_name_or_path", str(tmp_path / "imagenet"), "--output_dir", str(tmp_path / "out"), "--num_images",
+         "16", "--max_steps", "1", "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy",
+         "no", "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true"]
+    )  # fmt: skip
+    processor = MammographyImageProcessor.from_pretrained(tmp_path / "out")
+    assert processor.num_channels == 3 and processor.image_mean == [0.5, 0.5, 0.5]
+    assert AutoModelForImageClassification.from_pretrained(tmp_path / "out").config.num_labels == 4

@@ -104,13 +104,20 @@ def preset_config(model_type: str, preset: str, overrides: dict) -> PretrainedCo
             raise ValueError(f"{preset} is a ResNet backbone; {model_type} pretrains a ViT ({sorted(MODEL_PRESETS)}).")
         return AutoConfig.for_model(MODEL_TYPES[model_type], **{**PRESET_INPUT, **MODEL_PRESETS[preset], **overrides})
     image_size = overrides.get("image_size", PRESET_INPUT["image_size"])
-    if preset in RESNET_PRESETS:
-        channels = PRESET_INPUT["num_channels"]
-        backbone = AutoConfig.for_model("resnet", num_channels=channels, embedding_size=64, **RESNET_PRESETS[preset])
-    else:
-        encoder = {key: value for key, value in MODEL_PRESETS[preset].items() if not key.startswith("decoder")}
-        backbone = AutoConfig.for_model("vit", **{**PRESET_INPUT, **encoder, **overrides})
+    backbone = backbone_preset_config(preset, **overrides)
     return AutoConfig.for_model(MODEL_TYPES[model_type], backbone_config=backbone, image_size=image_size)
+
+
+def backbone_preset_config(preset: str, **overrides) -> PretrainedConfig:
+    """The transformers ViT (MODEL_PRESETS' encoder, PRESET_INPUT) or ResNet (RESNET_PRESETS, one channel) config of a
+    preset: the backbone of the joint-embedding methods, and the papers' randomly initialised baselines."""
+    if preset in RESNET_PRESETS:
+        channels = overrides.get("num_channels", PRESET_INPUT["num_channels"])
+        return AutoConfig.for_model("resnet", num_channels=channels, embedding_size=64, **RESNET_PRESETS[preset])
+    if preset not in MODEL_PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(MODEL_PRESETS) + sorted(RESNET_PRESETS)}.")
+    encoder = {key: value for key, value in MODEL_PRESETS[preset].items() if not key.startswith("decoder")}
+    return AutoConfig.for_model("vit", **{**PRESET_INPUT, **encoder, **overrides})
 
 
 def pretraining_model(config: PretrainedConfig) -> PreTrainedModel:
@@ -286,6 +293,7 @@ def epoch_batches(
 
 __all__ = [
     "MODEL_PRESETS",
+    "backbone_preset_config",
     "MODEL_TYPES",
     "PretrainingCollator",
     "batches_per_epoch",

@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from transformers import (
-    AutoConfig,
     AutoImageProcessor,
-    AutoModelForImageClassification,
     EarlyStoppingCallback,
     HfArgumentParser,
     Trainer,
@@ -36,15 +34,15 @@ from transformers import (
 )
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
-from miram_hf import MammographyImageProcessor, MilConfig, MilForImageClassification
+from miram_hf import MammographyImageProcessor
 from miram_hf.data import load_mammography
 from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
 from miram_hf.training import parameter_groups
-from miram_hf.training.classification import classification_inputs, collate_classification
+from miram_hf.training.classification import classification_inputs, collate_classification, image_classifier
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import render_model_card
-from miram_hf.training.pretraining import MODEL_PRESETS, RESNET_PRESETS, backbone_preset_config
+from miram_hf.training.pretraining import MODEL_PRESETS, RESNET_PRESETS
 
 logger = logging.getLogger("finetune")
 
@@ -119,36 +117,17 @@ def main(argv: list[str] | None = None) -> dict:
         return row["label_pathology"] in (0, 1) if multi_label else row[args.label_column] >= 0
 
     splits = {name: split.filter(has_label) for name, split in splits.items()}
-    random_init = args.model_name_or_path in MODEL_PRESETS or args.model_name_or_path in RESNET_PRESETS
-    if random_init:
-        vit_size = (
-            {"image_size": args.image_size} if args.image_size and args.model_name_or_path in MODEL_PRESETS else {}
-        )
-        config = backbone_preset_config(args.model_name_or_path, **vit_size)
-    else:
-        config = AutoConfig.from_pretrained(args.model_name_or_path)
-    # stochastic depth where the backbone has it (MIRAM); transformers' ViT and ResNet have none
-    has_drop_path = hasattr(config, "drop_path_rate")
     labelling = dict(
         num_labels=len(names),
         id2label=dict(enumerate(names)),
         label2id={name: i for i, name in enumerate(names)},
         problem_type="multi_label_classification" if multi_label else "single_label_classification",
     )
-    if random_init:
-        config.update(labelling)
-        model = AutoModelForImageClassification.from_config(config)
-    else:
-        model = AutoModelForImageClassification.from_pretrained(
-            args.model_name_or_path,
-            ignore_mismatched_sizes=True,
-            **labelling,
-            **({"drop_path_rate": args.drop_path_rate} if has_drop_path else {}),
-        )
-    if args.mil_pooling:  # the checkpoint's encoder becomes the tile encoder
-        mil = MilConfig(backbone_config=model.config, pooling=args.mil_pooling, tile_size=args.tile_size, **labelling)
-        encoder, model = model.base_model, MilForImageClassification(mil)
-        model.backbone.load_state_dict(encoder.state_dict())
+    model = image_classifier(
+        args.model_name_or_path, labelling, args.drop_path_rate, args.image_size, args.mil_pooling, args.tile_size
+    )
+    has_drop_path = hasattr(model.config, "drop_path_rate")
+    random_init = args.model_name_or_path in MODEL_PRESETS or args.model_name_or_path in RESNET_PRESETS
     processor = None  # a preset has none (and is no Hub id to look one up under)
     if not random_init:
         try:

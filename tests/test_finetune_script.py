@@ -10,6 +10,8 @@ from transformers import (
     ViTConfig,
     ViTForImageClassification,
     ViTImageProcessor,
+    ViTMAEConfig,
+    ViTMAEForPreTraining,
 )
 
 from miram_hf import ByolConfig, ByolForPreTraining, MammographyImageProcessor, MiramForPreTraining
@@ -140,3 +142,21 @@ def test_an_imagenet_checkpoint_keeps_its_normalisation_and_three_channels(tmp_p
     processor = MammographyImageProcessor.from_pretrained(tmp_path / "out")
     assert processor.num_channels == 3 and processor.image_mean == [0.5, 0.5, 0.5]
     assert AutoModelForImageClassification.from_pretrained(tmp_path / "out").config.num_labels == 4
+
+
+def test_a_vit_mae_checkpoint_finetunes_with_maes_mean_pooled_head(tmp_path):
+    config = ViTMAEConfig(
+        image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+    )  # fmt: skip
+    mae = ViTMAEForPreTraining(config)
+    mae.save_pretrained(tmp_path / "mae")
+    finetune.main(
+        ["--model_name_or_path", str(tmp_path / "mae"), "--output_dir", str(tmp_path / "out"), "--num_images", "16",
+         "--max_steps", "1", "--learning_rate", "0", "--per_device_train_batch_size", "4", "--eval_strategy", "no",
+         "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true"]
+    )  # fmt: skip
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
+    assert type(model).__name__ == "MiramForImageClassification" and model.config.use_mean_pooling
+    torch.testing.assert_close(model.miram.layers[1].mlp.fc2.weight, mae.vit.layers[1].mlp.fc2.weight)

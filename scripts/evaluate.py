@@ -116,9 +116,15 @@ def main(argv: list[str] | None = None) -> dict:
     scores = predict(model, processor, rows, args.batch_size)
 
     references = labels.tolist()
-    metrics = {}
+    metrics, undefined = {}, {}
     for metric in (Accuracy(task), RocAuc(task), AveragePrecision(task), F1(task)):
-        metrics.update(metric.compute(predictions=scores.tolist(), references=references, n_bootstrap=args.n_bootstrap))
+        try:
+            metrics.update(
+                metric.compute(predictions=scores.tolist(), references=references, n_bootstrap=args.n_bootstrap)
+            )
+        except ValueError as error:  # e.g. AUC on a split where no label has both outcomes
+            logger.warning("%s is undefined on this split: %s", metric.name, error)
+            undefined[metric.name] = str(error)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     figures = plot_curves(scores, labels, task, names, args.output_dir)
     results = {
@@ -130,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         "examples": len(rows),
         "left_out_without_label": len(dataset) - len(rows),
         "metrics": metrics,
+        "undefined_metrics": undefined,
         "figures": figures,
     }
     (args.output_dir / "results.json").write_text(json.dumps(results, indent=2))

@@ -1,0 +1,222 @@
+"""Reproduce a results table of the source papers from its recipes, `configs/recipes/<table>/*.yaml` (one file per
+row): each row's pretraining (scripts/pretrain.py), fine-tuning (scripts/finetune.py) and test-set evaluation
+(scripts/evaluate.py), or its benchmark (bench/), then the table of what came out next to what the paper reported.
+
+    python scripts/reproduce.py miram-table-3 --data_dir cbis-ddsm=/data/CBIS-DDSM,inbreast=/data/INbreast,...
+    python scripts/reproduce.py miram-table-1 --weights imagenet_vit=/models/vit-base-patch16-224
+    python scripts/reproduce.py miram-table-3 --set pretrain.per_device_train_batch_size=128 \\
+        --set pretrain.gradient_accumulation_steps=8
+    python scripts/reproduce.py miram-table-3 --smoke   # every row on the synthetic phantom, a few steps each
+
+A recipe's `pretrain`, `finetune` and `evaluate` sections are those scripts' arguments. `{pretrained}` stands for the
+row's pretraining output and `{name}` for a `--weights name=path` checkpoint (a row whose weights are not given is
+skipped and says so). A row that finished is not run again: rerunning the command carries on a table, and a
+pretraining run resumes from its last checkpoint.
+"""
+
+import argparse
+import importlib.util
+import json
+import logging
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from miram_hf.data import BUILDERS
+from miram_hf.data.mixtures import IMAGE_LEVEL, LESION_LEVEL
+
+logger = logging.getLogger("reproduce")
+SCRIPTS = Path(__file__).resolve().parent
+RECIPES = SCRIPTS.parent / "configs" / "recipes"
+# --smoke: the synthetic phantom, tiny inputs and a couple of steps, to check that a table's rows run end to end
+SMOKE = {
+    "pretrain": dict(dataset="synthetic", num_images=8, max_steps=2, per_device_train_batch_size=4, image_size=32,
+                     num_local_crops=2, save_steps=1000, logging_steps=1, report_to="none", dataloader_num_workers=0,
+                     gradient_accumulation_steps=1),
+    "finetune": dict(dataset="synthetic", num_images=16, max_steps=2, per_device_train_batch_size=4, image_size=32,
+                     eval_strategy="no", save_strategy="no", load_best_model_at_end=False, early_stopping_patience=0,
+                     report_to="none", use_cpu=True, frozen_backbone_epochs=0),
+    "evaluate": dict(dataset="synthetic", num_images=16, n_bootstrap=10),
+}  # fmt: skip
+SMOKE_MODELS = {"vit-small": "vit-tiny", "vit-base": "vit-tiny", "resnet-50": "resnet-18"}
+SMOKE_DROPPED = {"pretrain": ("num_train_epochs", "data_dir"), "finetune": ("num_train_epochs", "data_dir"),
+                 "evaluate": ("data_dir",)}  # fmt: skip
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_recipes(table: str, recipes_dir: Path = RECIPES) -> list[dict]:
+    folder = recipes_dir / table
+    if not folder.is_dir():
+        tables = sorted(path.name for path in recipes_dir.iterdir() if path.is_dir())
+        raise ValueError(f"No recipes for table {table!r} in {recipes_dir}; tables: {tables}.")
+    recipes = []
+    for path in sorted(folder.glob("*.yaml")):
+        recipe = yaml.safe_load(path.read_text())
+        if not isinstance(recipe, dict) or "row" not in recipe:
+            raise ValueError(f"{path} is not a recipe: it needs at least a `row` name.")
+        recipes.append({**recipe, "name": path.stem})
+    return recipes
+
+
+def parse_pairs(text: str | None, what: str) -> dict[str, str]:
+    pairs = [item.split("=", 1) for item in (text or "").split(",") if item]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError(f"{what} is name=value,name=value; got {text!r}.")
+    return dict(pairs)
+
+
+def apply_settings(recipe: dict, settings: list[str], smoke: bool) -> dict:
+    """The recipe with --smoke and `--set section.key=value` applied (values parsed as YAML: 8, 1e-4, true, [1, 2])."""
+    recipe = {key: dict(value) if isinstance(value, dict) else value for key, value in recipe.items()}
+    if smoke:
+        for section, overrides in SMOKE.items():
+            arguments = recipe.get(section)
+            if not isinstance(arguments, dict):
+                continue
+            for key in SMOKE_DROPPED[section]:
+                arguments.pop(key, None)
+            for key in ("model_config", "model_name_or_path"):
+                arguments[key] = SMOKE_MODELS.get(arguments.get(key), arguments.get(key))
+            arguments.update(overrides)
+        if (recipe.get("finetune") or {}).get("mil_pooling"):  # whole images two tiles wide
+            recipe["finetune"].update(image_size=64, tile_size=32)
+    for setting in settings:
+        target, _, value = setting.partition("=")
+        section, _, key = target.partition(".")
+        if not key or not value:
+            raise ValueError(f"--set takes section.key=value (e.g. pretrain.max_steps=100), got {setting!r}.")
+        recipe.setdefault(section, {})[key] = yaml.safe_load(value)
+    return recipe
+
+
+def command_line(arguments: dict, names: dict[str, str]) -> list[str]:
+    """A recipe section as command-line arguments, `{placeholders}` filled from `names`."""
+    argv = []
+    for key, value in arguments.items():
+        if value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        argv.append(f"--{key}")
+        for item in values:
+            item = str(item).lower() if isinstance(item, bool) else str(item)
+            argv.append(string.Formatter().vformat(item, (), names))
+        if not values:
+            argv.pop()
+    return argv
+
+
+def placeholders(section: dict) -> set[str]:
+    return {field for value in section.values() for _, field, _, _ in string.Formatter().parse(str(value)) if field}
+
+
+def data_dir(dataset: str, folders: dict[str, str]) -> str | None:
+    """What --data_dir a script needs for `dataset`: a collection's folder, or a mixture's name=folder list."""
+    if dataset in ("lesions-only", "mgs-and-lesions"):  # the mixture takes what it needs of every folder
+        pretraining = [name for name in folders if name in LESION_LEVEL + IMAGE_LEVEL]
+        return ",".join(f"{name}={folders[name]}" for name in pretraining) or None
+    return folders.get(dataset)
+
+
+def run_row(recipe: dict, output_dir: Path, folders: dict[str, str], weights: dict[str, str]) -> dict:
+    """Run one row (its results are kept in output_dir/results.json, so a finished row is not run twice)."""
+    done = output_dir / "results.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    names = {**weights, "pretrained": str(output_dir / "pretrain")}
+    sections = [recipe.get(section) or {} for section in ("pretrain", "finetune", "evaluate")]
+    missing = set().union(*(placeholders(section) for section in sections)) - set(names)
+    if missing:
+        return {"skipped": f"needs --weights {','.join(sorted(name + '=<path>' for name in missing))}"}
+    if "benchmark" in recipe:
+        command = [sys.executable, str(SCRIPTS.parent / "bench" / "model_step.py"), *recipe["benchmark"],
+                   "--output", str(output_dir)]  # fmt: skip
+        subprocess.run(command, check=True)
+        results = {"benchmark": str(output_dir)}
+    else:
+        results = train_and_evaluate(recipe, output_dir, folders, names)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def train_and_evaluate(recipe: dict, output_dir: Path, folders: dict[str, str], names: dict[str, str]) -> dict:
+    if recipe.get("pretrain"):
+        pretrain = dict(recipe["pretrain"])
+        pretrain.setdefault("data_dir", data_dir(pretrain.get("dataset", "synthetic"), folders))
+        argv = command_line(pretrain, names) + ["--output_dir", names["pretrained"], "--resume_from_checkpoint",
+                                                "latest"]  # fmt: skip
+        load_script("pretrain").main(argv)
+    finetune = dict(recipe["finetune"])
+    finetune.setdefault("data_dir", data_dir(finetune.get("dataset", "synthetic"), folders))
+    load_script("finetune").main(command_line(finetune, names) + ["--output_dir", str(output_dir / "finetune")])
+    evaluate = {"dataset": finetune.get("dataset"), "config": finetune.get("dataset_config"),
+                "label_column": finetune.get("label_column"), "num_images": finetune.get("num_images"),
+                **recipe.get("evaluate", {})}  # fmt: skip
+    evaluate.setdefault("data_dir", data_dir(evaluate["dataset"], folders))
+    argv = command_line(evaluate, names) + ["--model_path", str(output_dir / "finetune"), "--output_dir",
+                                            str(output_dir / "evaluation")]  # fmt: skip
+    return load_script("evaluate").main(argv)["metrics"]
+
+
+def results_table(recipes: list[dict], results: dict[str, dict]) -> str:
+    """Markdown: each row's reported and reproduced value of every metric the paper reported."""
+    metrics = sorted(
+        {metric for recipe in recipes if "benchmark" not in recipe for metric in recipe.get("reported", {})}
+    )
+    lines = ["| row | " + " | ".join(f"{metric} (paper / here)" for metric in metrics) + " |",
+             "|---|" + "---|" * len(metrics)]  # fmt: skip
+    for recipe in recipes:
+        result = results[recipe["name"]]
+        if "skipped" in result or "benchmark" in result:
+            cells = [result.get("skipped") or f"see {result['benchmark']}"] + [""] * (len(metrics) - 1)
+        else:
+            cells = [f"{recipe.get('reported', {}).get(m, '-')} / {result[m]:.3f}" if m in result else "-"
+                     for m in metrics]  # fmt: skip
+        lines.append(f"| {recipe['row']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", help="a folder of configs/recipes, e.g. miram-table-3")
+    parser.add_argument("--data_dir", default=None, help="collection=folder,collection=folder")
+    parser.add_argument("--weights", default=None, help="name=checkpoint for the recipes' {name} placeholders")
+    parser.add_argument("--set", action="append", default=[], dest="settings", help="section.key=value")
+    parser.add_argument("--rows", nargs="*", default=None, help="only these recipe files (names without .yaml)")
+    parser.add_argument("--smoke", action="store_true", help="the synthetic phantom, a few steps per row")
+    parser.add_argument("--recipes_dir", type=Path, default=RECIPES)
+    parser.add_argument("--output_dir", type=Path, default=None, help="default outputs/reproduce/<table>")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    folders, weights = parse_pairs(args.data_dir, "--data_dir"), parse_pairs(args.weights, "--weights")
+    unknown = set(folders) - set(BUILDERS)
+    if unknown:
+        raise ValueError(f"--data_dir names unknown collections {sorted(unknown)}; known: {sorted(BUILDERS)}.")
+    recipes = [recipe for recipe in load_recipes(args.table, args.recipes_dir)
+               if args.rows is None or recipe["name"] in args.rows]  # fmt: skip
+    output_dir = args.output_dir or Path("outputs") / "reproduce" / (args.table + ("-smoke" if args.smoke else ""))
+    results = {}
+    for recipe in recipes:
+        logger.info("== %s: %s", args.table, recipe["row"])
+        recipe = apply_settings(recipe, args.settings, args.smoke)
+        results[recipe["name"]] = run_row(recipe, output_dir / recipe["name"], folders, weights)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    table = results_table(recipes, results)
+    (output_dir / "results.md").write_text(table)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=1))
+    logger.info("\n%s", table)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""scripts/reproduce.py and the recipes of configs/recipes: every recipe is valid for its scripts, and tables run end
+to end on the synthetic phantom (--smoke)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from transformers import HfArgumentParser, TrainingArguments
+
+ROOT = Path(__file__).parents[1]
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+reproduce, pretrain, finetune = script("reproduce"), script("pretrain"), script("finetune")
+TABLES = sorted(path.name for path in (ROOT / "configs" / "recipes").iterdir() if path.is_dir())
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_every_recipe_parses_as_its_scripts_arguments(table):
+    names = {"pretrained": "/out/pretrain", "imagenet_vit": "/models/vit", "imagenet_mae": "/models/mae"}
+    recipes = reproduce.load_recipes(table)
+    assert recipes and len({recipe["row"] for recipe in recipes}) == len(recipes)
+    for recipe in recipes:
+        assert recipe.get("reported"), recipe["name"]
+        if "benchmark" in recipe:
+            continue
+        if recipe.get("pretrain"):
+            argv = reproduce.command_line(recipe["pretrain"], names) + ["--output_dir", "/out"]
+            (arguments,) = HfArgumentParser(pretrain.PretrainingArguments).parse_args_into_dataclasses(args=argv)
+            assert arguments.model_type in pretrain.MODEL_TYPES
+        argv = reproduce.command_line(recipe["finetune"], names) + ["--output_dir", "/out"]
+        HfArgumentParser((finetune.FinetuneArguments, TrainingArguments)).parse_args_into_dataclasses(args=argv)
+
+
+def test_settings_and_placeholders():
+    recipe = {"row": "r", "pretrain": {"model_config": "vit-base", "num_train_epochs": 500, "scales": [1, 2]},
+              "finetune": {"model_name_or_path": "{pretrained}/backbone", "load_best_model_at_end": True}}  # fmt: skip
+    changed = reproduce.apply_settings(recipe, ["pretrain.max_steps=7", "finetune.learning_rate=0.0001"], smoke=False)
+    assert changed["pretrain"]["max_steps"] == 7 and changed["finetune"]["learning_rate"] == 1e-4
+    assert recipe["pretrain"] == {"model_config": "vit-base", "num_train_epochs": 500, "scales": [1, 2]}  # untouched
+    assert reproduce.command_line(changed["pretrain"], {}) == [
+        "--model_config", "vit-base", "--num_train_epochs", "500", "--scales", "1", "2", "--max_steps", "7",
+    ]  # fmt: skip
+    assert reproduce.command_line(recipe["finetune"], {"pretrained": "/p"}) == [
+        "--model_name_or_path", "/p/backbone", "--load_best_model_at_end", "true",
+    ]  # fmt: skip
+    smoke = reproduce.apply_settings(recipe, [], smoke=True)
+    assert smoke["pretrain"]["model_config"] == "vit-tiny" and "num_train_epochs" not in smoke["pretrain"]
+    with pytest.raises(ValueError, match="section.key=value"):
+        reproduce.apply_settings(recipe, ["max_steps=3"], smoke=False)
+    assert reproduce.data_dir("lesions-only", {"cbis-ddsm": "/c", "mias": "/m", "cmmd": "/d"}) == "cbis-ddsm=/c,cmmd=/d"
+
+
+def test_table_iv_runs_end_to_end_on_the_phantom_and_a_rerun_does_not_repeat_it(tmp_path, monkeypatch):
+    results = reproduce.main(["miram-table-4", "--smoke", "--output_dir", str(tmp_path)])
+    assert set(results) == {"mae", "miram-standard"}
+    for metrics in results.values():  # AUC and AP may be undefined on the phantom's few test masses
+        assert "accuracy" in metrics and all(0 <= value <= 1 for value in metrics.values())
+    assert (tmp_path / "miram-standard" / "pretrain" / "model.safetensors").exists()
+    table = (tmp_path / "results.md").read_text()
+    assert "| MIRAM-Standard | " in table and "roc_auc (paper / here)" in table
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished row ran again")
+
+    monkeypatch.setattr(reproduce, "train_and_evaluate", refuse)
+    assert reproduce.main(["miram-table-4", "--smoke", "--output_dir", str(tmp_path)]) == results
+
+
+def test_joint_embedding_rows_finetune_their_exported_backbone_and_rows_without_weights_are_skipped(tmp_path):
+    results = reproduce.main(["miram-table-3", "--smoke", "--rows", "mocov3", "--output_dir", str(tmp_path / "t3")])
+    assert "roc_auc" in results["mocov3"]
+    assert json.loads((tmp_path / "t3" / "mocov3" / "finetune" / "config.json").read_text())["model_type"] == "vit"
+    results = reproduce.main(["miram-table-1", "--smoke", "--rows", "supervised-imagenet", "supervised-random",
+                              "--output_dir", str(tmp_path / "t1")])  # fmt: skip
+    assert results["supervised-imagenet"] == {"skipped": "needs --weights imagenet_vit=<path>"}
+    assert "accuracy" in results["supervised-random"]
+    with pytest.raises(ValueError, match="No recipes for table"):
+        reproduce.main(["table-9"])

@@ -9,7 +9,7 @@ import pytest
 SCRIPTS = Path(__file__).parents[1] / "scripts"
 
 
-@pytest.mark.parametrize("name", ["pretrain", "finetune", "evaluate", "prepare_data"])
+@pytest.mark.parametrize("name", ["pretrain", "finetune", "evaluate", "prepare_data", "reproduce"])
 def test_script_starts_from_the_command_line(name, tmp_path):
     result = subprocess.run(
         [sys.executable, str(SCRIPTS / f"{name}.py"), "--help"], capture_output=True, text=True, cwd=tmp_path,

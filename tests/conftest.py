@@ -1,7 +1,44 @@
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
 
 from miram_hf import MiramConfig
+
+# The start of a child process's script in tests of the remote-code route: after `hide_miram_hf()`, `import miram_hf`
+# fails as if the package were not installed, so only what save_pretrained copied next to the weights can load a model.
+WITHOUT_MIRAM_HF = textwrap.dedent(
+    """
+    import importlib.abc
+    import sys
+
+
+    class NoMiramHf(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] == "miram_hf":
+                raise ImportError(f"{name} is not installed here")
+
+
+    def hide_miram_hf():
+        sys.meta_path.insert(0, NoMiramHf())
+    """
+)
+
+
+def launch_on_two_cpu_processes(script: Path, *arguments: str, pythonpath: Path | None = None) -> None:
+    """Run `script` as `accelerate launch` runs it on two machines' worth of processes, on the CPU (gloo)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
+               *arguments]  # fmt: skip
+    environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    if pythonpath is not None:
+        environment["PYTHONPATH"] = os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")])
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+    assert result.returncode == 0, result.stderr[-4000:]
 
 
 def tiny_miram_config(**overrides) -> MiramConfig:

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import record_hub_commits, tiny_miram_config
+from conftest import WITHOUT_MIRAM_HF, record_hub_commits, tiny_miram_config
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "pretrain.py"
 spec = importlib.util.spec_from_file_location("pretrain_script_for_hub", SCRIPT)
@@ -18,21 +18,11 @@ pretrain = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(pretrain)
 
 REPO_ID = "org/miram-vitb"
-LOAD = textwrap.dedent(
+LOAD = WITHOUT_MIRAM_HF + textwrap.dedent(
     """
-    import importlib.abc
-    import sys
-
-
-    class NoMiramHf(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] == "miram_hf":
-                raise ImportError(f"{name} is not installed here")
-
-
     remote = sys.argv[1] == "remote"
     if remote:
-        sys.meta_path.insert(0, NoMiramHf())
+        hide_miram_hf()
     else:
         import miram_hf  # noqa: F401
 

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import tiny_miram_config
+from conftest import WITHOUT_MIRAM_HF, tiny_miram_config
 from safetensors.torch import save_file
 from transformers import (
     AutoConfig,
@@ -235,19 +235,9 @@ def test_a_backbone_transformers_does_not_know_is_a_clear_error():
     assert DinoConfig().backbone_config.model_type == "vit"
 
 
-CHILD = textwrap.dedent(
+CHILD = WITHOUT_MIRAM_HF + textwrap.dedent(
     """
-    import importlib.abc
-    import sys
-
-
-    class NoMiramHf(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] == "miram_hf":
-                raise ImportError(f"{name} is not installed here")
-
-
-    sys.meta_path.insert(0, NoMiramHf())
+    hide_miram_hf()
 
     import torch
     from safetensors.torch import load_file

@@ -1,16 +1,13 @@
 import importlib.util
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from accelerate import Accelerator
-from conftest import tiny_miram_config
+from conftest import launch_on_two_cpu_processes, tiny_miram_config
 from safetensors.torch import load_file
 from transformers import (
     AutoConfig,
@@ -157,14 +154,9 @@ def test_a_streamed_dataset_needs_max_steps(tmp_path):
 
 def test_two_processes_train_on_different_data_through_accelerate_launch(tmp_path):
     config_dir = tiny_config_dir(tmp_path / "config")
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
-        *arguments(config_dir, tmp_path / "out", tmp_path / "cache"), "--max_steps", "2", "--save_steps", "2",
-    ]  # fmt: skip
-    environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
-    assert result.returncode == 0, result.stderr[-4000:]
+    launch_on_two_cpu_processes(
+        SCRIPT, *arguments(config_dir, tmp_path / "out", tmp_path / "cache"), "--max_steps", "2", "--save_steps", "2"
+    )
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
     first, second = state["processes"]
     assert first["images"] == second["images"] == 8  # 2 steps x 4 images on each process
@@ -242,16 +234,11 @@ def test_dino_resumes_exactly_teacher_centre_and_views_included(tmp_path):
 
 def test_simclr_gathers_negatives_across_two_processes_through_accelerate_launch(tmp_path):
     config_dir = joint_embedding_config_dir(tmp_path / "config", "simclr")
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
-        "--model_type", "simclr", "--model_config", str(config_dir), "--output_dir", str(tmp_path / "out"),
+    launch_on_two_cpu_processes(
+        SCRIPT, "--model_type", "simclr", "--model_config", str(config_dir), "--output_dir", str(tmp_path / "out"),
         "--cache_dir", str(tmp_path / "cache"), "--num_images", "8", "--per_device_train_batch_size", "2",
         "--max_steps", "2", "--logging_steps", "1", "--report_to", "none",
-    ]  # fmt: skip
-    environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
-    assert result.returncode == 0, result.stderr[-4000:]
+    )  # fmt: skip
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
     first, second = state["processes"]
     assert first["images"] == second["images"] == 4 and first["pixel_crc32"] != second["pixel_crc32"]

@@ -1,15 +1,13 @@
 """Each joint-embedding loss against a slow, direct transcription of its paper's pseudocode or reference code, on one
 process and, through accelerate, on two processes that split the batch."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import launch_on_two_cpu_processes
 from safetensors.torch import load_file
 
 from miram_hf.modeling.byol import ByolLoss
@@ -210,30 +208,7 @@ save_file({key: value.detach().contiguous() for key, value in results.items()}, 
 def test_losses_over_two_processes_equal_one_process_over_the_whole_batch(tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(SPLIT_BATCH_WORKER)
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        str(WORLD),
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(worker),
-        str(tmp_path),
-    ]
-    environment = {
-        **os.environ,
-        "ACCELERATE_USE_CPU": "1",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
-    }
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
-    assert result.returncode == 0, result.stderr[-4000:]
+    launch_on_two_cpu_processes(worker, str(tmp_path), pythonpath=Path(__file__).parent)
     ranks = [load_file(tmp_path / f"rank{rank}.safetensors") for rank in range(WORLD)]
 
     z_0 = random_embeddings(8, 16, seed=0).requires_grad_()

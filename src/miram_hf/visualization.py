@@ -63,12 +63,7 @@ def save_reconstruction(
             axis.set_axis_off()
             if row == 0:
                 axis.set_title(title, fontsize=9)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save_figure(figure, path)
 
 
 def save_tile_heatmap(
@@ -92,6 +87,10 @@ def save_tile_heatmap(
         axis.set_axis_off()
     shown = axes[1].imshow(heat, cmap="inferno", alpha=0.5)
     figure.colorbar(shown, ax=axes[1], fraction=0.046)
+    return _save_figure(figure, path)
+
+
+def _save_figure(figure: matplotlib.figure.Figure, path: str | Path) -> Path:
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,18 @@ def backbone_hidden_size(config: PretrainedConfig) -> int:
     return config.hidden_sizes[-1] if config.model_type == "resnet" else config.hidden_size
 
 
+class BackboneConfigMixin:
+    """What a config holding a `backbone_config` tells about its input and its pooled feature."""
+
+    @property
+    def num_channels(self) -> int:
+        return self.backbone_config.num_channels
+
+    @property
+    def backbone_hidden_size(self) -> int:
+        return backbone_hidden_size(self.backbone_config)
+
+
 def backbone_from_config(config: PretrainedConfig) -> PreTrainedModel:
     """The bare backbone of `config`, laid out as `...ForImageClassification` holds it (a ViT without its pooler),
     so that its weights move into a classifier as they are."""
@@ -52,4 +64,10 @@ def pooled_features(backbone: PreTrainedModel, pixel_values: torch.Tensor) -> to
     return backbone(pixel_values, **options.get(model_type, {})).last_hidden_state[:, 0]
 
 
-__all__ = ["backbone_config_from", "backbone_from_config", "backbone_hidden_size", "pooled_features"]
+__all__ = [
+    "BackboneConfigMixin",
+    "backbone_config_from",
+    "backbone_from_config",
+    "backbone_hidden_size",
+    "pooled_features",
+]

@@ -15,10 +15,10 @@ from torch import nn
 from transformers import AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .backbone import backbone_config_from, backbone_hidden_size, pooled_features
+from .backbone import BackboneConfigMixin, backbone_config_from, pooled_features
 
 
-class JointEmbeddingConfig(PretrainedConfig):
+class JointEmbeddingConfig(BackboneConfigMixin, PretrainedConfig):
     r"""
     Base of the joint-embedding configs.
 
@@ -41,16 +41,8 @@ class JointEmbeddingConfig(PretrainedConfig):
 
     # what the training and processing code asks of any pretraining config, read from the backbone
     @property
-    def num_channels(self) -> int:
-        return self.backbone_config.num_channels
-
-    @property
     def patch_size(self) -> int | None:
         return getattr(self.backbone_config, "patch_size", None)
-
-    @property
-    def backbone_hidden_size(self) -> int:
-        return backbone_hidden_size(self.backbone_config)
 
 
 @dataclass

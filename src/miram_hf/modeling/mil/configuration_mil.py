@@ -2,12 +2,12 @@
 
 from transformers import PretrainedConfig
 
-from .backbone import backbone_config_from, backbone_hidden_size
+from .backbone import BackboneConfigMixin, backbone_config_from
 
 POOLINGS = ("gap", "gated_attention", "self_attention")
 
 
-class MilConfig(PretrainedConfig):
+class MilConfig(BackboneConfigMixin, PretrainedConfig):
     r"""
     Configuration of a whole-mammogram classifier over a bag of tiled patches: every tile goes through the backbone,
     the tile features are pooled into one image feature, a linear layer classifies it (the tiled-patch paper's
@@ -68,14 +68,6 @@ class MilConfig(PretrainedConfig):
                 f"The tile features ({self.backbone_hidden_size} wide) do not split into {num_attention_heads} "
                 "attention heads: choose num_attention_heads that divides it."
             )
-
-    @property
-    def backbone_hidden_size(self) -> int:
-        return backbone_hidden_size(self.backbone_config)
-
-    @property
-    def num_channels(self) -> int:
-        return self.backbone_config.num_channels
 
 
 __all__ = ["MilConfig", "POOLINGS"]

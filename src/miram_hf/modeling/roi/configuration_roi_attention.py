@@ -2,12 +2,12 @@
 
 from transformers import PretrainedConfig
 
-from .backbone import backbone_config_from, backbone_hidden_size
+from .backbone import BackboneConfigMixin, backbone_config_from
 
 ROI_POOLINGS = ("anchor", "attention", "mean", "cls")
 
 
-class RoiAttentionConfig(PretrainedConfig):
+class RoiAttentionConfig(BackboneConfigMixin, PretrainedConfig):
     r"""
     Configuration of RoI token reduction ("Attend what matters"): a mammogram becomes a few region tokens (each
     region encoded by a DINOv2 backbone) plus a full-breast anchor token; transformer layers with 2-D rotary position
@@ -70,14 +70,6 @@ class RoiAttentionConfig(PretrainedConfig):
                 f"The region features ({hidden} wide) split into {num_attention_heads} heads must give a head size "
                 "divisible by 4 (half of it rotates with the row, half with the column): change num_attention_heads."
             )
-
-    @property
-    def backbone_hidden_size(self) -> int:
-        return backbone_hidden_size(self.backbone_config)
-
-    @property
-    def num_channels(self) -> int:
-        return self.backbone_config.num_channels
 
     @property
     def image_size(self) -> int:

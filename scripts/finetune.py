@@ -34,7 +34,7 @@ from transformers import (
 )
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
-from miram_hf import MammographyImageProcessor
+from miram_hf import MammographyImageProcessor, add_remote_pipelines
 from miram_hf.data import load_mammography
 from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
     evaluation = trainer.evaluate()
     trainer.save_model()
     processor.save_pretrained(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        add_remote_pipelines(training_args.output_dir)
     results = [
         {"dataset_name": args.dataset, "dataset_type": args.dataset, "dataset_split": "validation",
          "metric_type": key.removeprefix("eval_"), "metric_value": float(value)}

@@ -32,6 +32,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
 
+from miram_hf import add_remote_pipelines
 from miram_hf.data import BUILDERS
 from miram_hf.training import parameter_groups
 from miram_hf.training.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -282,6 +283,8 @@ def main(argv: list[str] | None = None) -> dict:
         elif joint_embedding:  # what finetune.py takes: the backbone with a fresh classification head
             unwrapped.backbone_for_image_classification().save_pretrained(output_dir / "backbone")
             processor.save_pretrained(output_dir / "backbone")
+            add_remote_pipelines(output_dir / "backbone")
+        add_remote_pipelines(output_dir)
         rows = None if streamed else len(dataset)
         write_card(args, config, output_dir, rows, global_batch, learning_rate, max_steps)
         (output_dir / "trainer_state.json").write_text(json.dumps(progress, indent=1))

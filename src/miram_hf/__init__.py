@@ -24,8 +24,12 @@ from .modeling.roi import RoiAttentionConfig, RoiAttentionForImageClassification
 from .modeling.simclr import SimclrConfig, SimclrForPreTraining
 from .modeling.swav import SwavConfig, SwavForPreTraining
 from .modeling.vae import MammoVaeConfig, MammoVaeForImageClassification, MammoVaeForPreTraining
-from .pipelines import MammographyImageClassificationPipeline, MammographyImageFeatureExtractionPipeline
 from .processing import MammographyImageProcessor
+from .processing.pipeline_mammography import (
+    MammographyImageClassificationPipeline,
+    MammographyImageFeatureExtractionPipeline,
+    add_remote_pipelines,
+)
 
 __version__ = "0.1.0"
 
@@ -96,4 +100,5 @@ __all__ = [
     "SimclrForPreTraining",
     "SwavConfig",
     "SwavForPreTraining",
+    "add_remote_pipelines",
 ]

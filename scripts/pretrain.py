@@ -264,8 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
             bar.set_postfix(loss=f"{loss:.4f}")
         if step % args.save_steps == 0 or step == max_steps:
             save_checkpoint(accelerator, checkpoints_dir, step, progress, args.save_total_limit)
-            if accelerator.is_main_process and masked:
-                log_reconstruction(accelerator, unwrapped, preview, output_dir / "reconstructions" / f"step-{step}.png",
+            if masked:
+                log_reconstruction(accelerator, model, preview, output_dir / "reconstructions" / f"step-{step}.png",
                                    args.seed, step)  # fmt: skip
     bar.close()
 
@@ -276,11 +276,11 @@ def main(argv: list[str] | None = None) -> dict:
     unwrapped.save_pretrained(
         output_dir, is_main_process=accelerator.is_main_process, state_dict=accelerator.get_state_dict(model)
     )
+    if masked:
+        log_reconstruction(accelerator, model, preview, output_dir / "reconstruction.png", args.seed, max_steps)
     if accelerator.is_main_process:
         processor.save_pretrained(output_dir)
-        if masked:
-            log_reconstruction(accelerator, unwrapped, preview, output_dir / "reconstruction.png", args.seed, max_steps)
-        elif joint_embedding:  # what finetune.py takes: the backbone with a fresh classification head
+        if joint_embedding:  # what finetune.py takes: the backbone with a fresh classification head
             unwrapped.backbone_for_image_classification().save_pretrained(output_dir / "backbone")
             processor.save_pretrained(output_dir / "backbone")
             add_remote_pipelines(output_dir / "backbone")
@@ -308,12 +308,16 @@ def preview_batch(dataset, processor, size: int = 4) -> dict:
 
 @torch.no_grad()
 def log_reconstruction(accelerator: Accelerator, model, preview: dict, path: Path, seed: int, step: int) -> None:
-    """Save the reconstruction picture of the preview batch (fixed masks) and hand it to the trackers."""
+    """Save the reconstruction picture of the preview batch (fixed masks) and hand it to the trackers. Every process
+    runs the forward pass (with FSDP each holds a shard of the weights); the main process draws."""
+    unwrapped = accelerator.unwrap_model(model)
     model.eval()
     preview = send_to_device(preview, accelerator.device)
-    outputs = model(**preview, noise=mask_noise(preview["pixel_values"], model.config.patch_size, seed, step=0))
-    save_reconstruction(model, preview["pixel_values"], outputs, path, preview.get("target_pixel_values"))
+    outputs = model(**preview, noise=mask_noise(preview["pixel_values"], unwrapped.config.patch_size, seed, step=0))
     model.train()
+    if not accelerator.is_main_process:
+        return
+    save_reconstruction(unwrapped, preview["pixel_values"], outputs, path, preview.get("target_pixel_values"))
     image = torch.from_numpy(np.array(Image.open(path).convert("RGB")))
     for tracker in accelerator.trackers:
         if hasattr(tracker, "log_images"):

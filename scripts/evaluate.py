@@ -60,8 +60,7 @@ def predict(model, processor, dataset, batch_size: int) -> np.ndarray:
     scores = []
     for start in range(0, len(dataset), batch_size):
         images = [np.array(image) for image in dataset[start : start + batch_size]["image"]]
-        pixels = classification_inputs(model.config, processor, images)
-        logits = model(**collate_classification([{"pixel_values": pixel} for pixel in pixels])).logits
+        logits = model(**collate_classification(classification_inputs(model.config, processor, images))).logits
         scores.append(
             logits.softmax(-1) if model.config.problem_type != "multi_label_classification" else logits.sigmoid()
         )

@@ -67,6 +67,10 @@ class FinetuneArguments:
         default=None, metadata={"help": "classify bags of tiles: gap, gated_attention or self_attention"}
     )
     tile_size: int = field(default=224, metadata={"help": "MIL: tile side (the tiled-patch paper: 96 for BYOL)"})
+    roi_pooling: str | None = field(
+        default=None,
+        metadata={"help": "classify regions with RoI attention (a DINOv2 checkpoint): anchor, attention, mean or cls"},
+    )
     frozen_backbone_epochs: float = field(default=0, metadata={"help": "first train the head alone this long"})
 
 
@@ -86,14 +90,16 @@ class WeightedTrainer(Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs.pop("labels")
         outputs = model(**inputs)
-        logits = outputs.logits
+        logits, labels = outputs.logits, inputs["labels"]
         weights = None if self.class_weights is None else self.class_weights.to(logits.device)
-        if model.config.problem_type == "multi_label_classification":
+        config = self.model.config  # the model may come wrapped (DDP)
+        if config.problem_type == "multi_label_classification":
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights)
         else:
             loss = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+        if getattr(outputs, "contrastive_loss", None) is not None:  # RoI attention's term beside the classification
+            loss = loss + config.contrastive_weight * outputs.contrastive_loss
         return (loss, outputs) if return_outputs else loss
 
 
@@ -124,8 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
         problem_type="multi_label_classification" if multi_label else "single_label_classification",
     )
     model = image_classifier(
-        args.model_name_or_path, labelling, args.drop_path_rate, args.image_size, args.mil_pooling, args.tile_size
-    )
+        args.model_name_or_path, labelling, args.drop_path_rate, args.image_size, args.mil_pooling, args.tile_size,
+        args.roi_pooling,
+    )  # fmt: skip
     has_drop_path = hasattr(model.config, "drop_path_rate")
     random_init = args.model_name_or_path in MODEL_PRESETS or args.model_name_or_path in RESNET_PRESETS
     processor = None  # a preset has none (and is no Hub id to look one up under)
@@ -151,8 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     def transform(rows, train: bool):
         images = [np.array(image) for image in rows["image"]]
-        pixels = classification_inputs(model.config, processor, images, augment if train else None)
-        return {"pixel_values": pixels, "labels": targets(rows[args.label_column])}
+        inputs = classification_inputs(model.config, processor, images, augment if train else None)
+        return {key: [row[key] for row in inputs] for key in inputs[0]} | {"labels": targets(rows[args.label_column])}
 
     labels = np.array(targets(splits["train"][args.label_column]))
     counts = labels.sum(0) if multi_label else np.bincount(labels, minlength=len(names))
@@ -227,7 +234,8 @@ def main(argv: list[str] | None = None) -> dict:
         {"epochs": training_args.num_train_epochs, "max steps": training_args.max_steps,
          "learning rate": training_args.learning_rate, "layer decay": layer_decay,
          "drop path": args.drop_path_rate if has_drop_path else None, "class weighting": args.class_weighting,
-         "MIL pooling": args.mil_pooling, "frozen-backbone epochs": args.frozen_backbone_epochs},
+         "MIL pooling": args.mil_pooling, "RoI pooling": args.roi_pooling,
+         "frozen-backbone epochs": args.frozen_backbone_epochs},
         results=results,
         base_model=args.model_name_or_path,
     )  # fmt: skip

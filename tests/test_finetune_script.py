@@ -6,6 +6,8 @@ import torch
 from conftest import tiny_miram_config
 from transformers import (
     AutoModelForImageClassification,
+    Dinov2Config,
+    Dinov2ForImageClassification,
     ResNetConfig,
     ViTConfig,
     ViTForImageClassification,
@@ -14,7 +16,14 @@ from transformers import (
     ViTMAEForPreTraining,
 )
 
-from miram_hf import ByolConfig, ByolForPreTraining, MammographyImageProcessor, MiramForPreTraining
+from miram_hf import (
+    ByolConfig,
+    ByolForPreTraining,
+    MammographyImageProcessor,
+    MammoVaeConfig,
+    MammoVaeForPreTraining,
+    MiramForPreTraining,
+)
 
 spec = importlib.util.spec_from_file_location("finetune_script", Path(__file__).parents[1] / "scripts" / "finetune.py")
 finetune = importlib.util.module_from_spec(spec)
@@ -160,3 +169,50 @@ def test_a_vit_mae_checkpoint_finetunes_with_maes_mean_pooled_head(tmp_path):
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
     assert type(model).__name__ == "MiramForImageClassification" and model.config.use_mean_pooling
     torch.testing.assert_close(model.miram.layers[1].mlp.fc2.weight, mae.vit.layers[1].mlp.fc2.weight)
+
+
+def test_roi_attention_over_a_dinov2_checkpoint_finetunes_with_its_contrastive_term_and_evaluates(
+    tmp_path, monkeypatch
+):
+    dinov2 = Dinov2Config(image_size=16, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=1,
+                          num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    Dinov2ForImageClassification(dinov2).save_pretrained(tmp_path / "dinov2")
+    MammographyImageProcessor(size={"height": 16, "width": 16}).save_pretrained(tmp_path / "dinov2")
+    contrastive = []
+    compute_loss = finetune.WeightedTrainer.compute_loss
+
+    def recording(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = compute_loss(self, model, inputs, return_outputs=True)
+        contrastive.append(outputs.contrastive_loss.item())
+        return (loss, outputs) if return_outputs else loss
+
+    monkeypatch.setattr(finetune.WeightedTrainer, "compute_loss", recording)
+    finetune.main(
+        ["--model_name_or_path", str(tmp_path / "dinov2"), "--roi_pooling", "anchor", "--output_dir",
+         str(tmp_path / "roi"), "--num_images", "16", "--max_steps", "2", "--per_device_train_batch_size", "4",
+         "--eval_strategy", "no", "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none",
+         "--use_cpu", "true"]
+    )  # fmt: skip
+    assert len(contrastive) >= 2 and all(value > 0 for value in contrastive)  # 2 training steps, then evaluation
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "roi")
+    assert type(model).__name__ == "RoiAttentionForImageClassification" and model.config.num_regions == 8
+    results = evaluate_script.main(
+        ["--model_path", str(tmp_path / "roi"), "--output_dir", str(tmp_path / "evaluation"), "--num_images", "16",
+         "--n_bootstrap", "10"]
+    )  # fmt: skip
+    assert results["examples"] > 0 and "accuracy" in results["metrics"]
+
+
+def test_the_vae_classifier_finetunes_its_228_parameters_only(tmp_path):
+    vae = MammoVaeForPreTraining(MammoVaeConfig(image_size=[32, 32], encoder_channels=[4, 4, 2], latent_size=16))
+    vae.save_pretrained(tmp_path / "vae")
+    MammographyImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "vae")
+    finetune.main(
+        ["--model_name_or_path", str(tmp_path / "vae"), "--output_dir", str(tmp_path / "out"), "--num_images", "16",
+         "--max_steps", "2", "--learning_rate", "1e-2", "--per_device_train_batch_size", "4", "--eval_strategy", "no",
+         "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true"]
+    )  # fmt: skip
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
+    assert type(model).__name__ == "MammoVaeForImageClassification"
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 228
+    torch.testing.assert_close(model.encoder.mu.weight, vae.encoder.mu.weight)  # the encoder stayed as pretrained

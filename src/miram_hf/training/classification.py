@@ -1,6 +1,6 @@
 """The image classifiers that fine-tuning starts from, and their inputs, shared by fine-tuning and evaluation: a
-batch of processed images, or, for `MilForImageClassification`, each image's bag of tiles (padded into a batch by
-`collate_classification`)."""
+processed image, or, for `MilForImageClassification`, its bag of tiles, or, for `RoiAttentionForImageClassification`,
+its regions (batched by `collate_classification`)."""
 
 import copy
 
@@ -15,9 +15,11 @@ from transformers import (
 
 from ..modeling.mil import MilConfig, MilForImageClassification
 from ..modeling.miram import MiramForImageClassification, MiramForPreTraining
+from ..modeling.roi import RoiAttentionConfig, RoiAttentionForImageClassification
 from ..processing import MammographyImageProcessor
 from .bags import image_bag, pad_bags
 from .pretraining import MODEL_PRESETS, RESNET_PRESETS, backbone_preset_config
+from .regions import IntensityBlobProposer, collate_roi, roi_inputs
 from .views import normalization_statistics
 
 
@@ -28,6 +30,7 @@ def image_classifier(
     image_size: int | None = None,
     mil_pooling: str | None = None,
     tile_size: int = 224,
+    roi_pooling: str | None = None,
 ) -> PreTrainedModel:
     """The classifier to fine-tune, with a fresh head set by `labelling` (num_labels, id2label, problem_type):
 
@@ -37,7 +40,8 @@ def image_classifier(
       mean of the patch tokens, as a `MiramForImageClassification`;
     - any other checkpoint its `AutoModelForImageClassification` (MIRAM, ViT, ResNet, DINOv2, the VAE, ...).
 
-    With `mil_pooling`, the classifier's encoder becomes the tile encoder of a `MilForImageClassification`. Stochastic
+    With `mil_pooling`, the classifier's encoder becomes the tile encoder of a `MilForImageClassification`; with
+    `roi_pooling`, the region encoder of a `RoiAttentionForImageClassification` (a DINOv2 one in the paper). Stochastic
     depth (`drop_path_rate`) applies where the encoder has it (MIRAM).
     """
     if name_or_path in MODEL_PRESETS or name_or_path in RESNET_PRESETS:
@@ -57,31 +61,49 @@ def image_classifier(
         model = AutoModelForImageClassification.from_pretrained(
             name_or_path, ignore_mismatched_sizes=True, **labelling, **drop_path
         )
+    if mil_pooling and roi_pooling:
+        raise ValueError("Choose MIL pooling over tiles or RoI attention over regions, not both.")
     if mil_pooling:
-        mil = MilConfig(backbone_config=model.config, pooling=mil_pooling, tile_size=tile_size, **labelling)
-        encoder, model = model.base_model, MilForImageClassification(mil)
-        model.backbone.load_state_dict(encoder.state_dict())
-    return model
+        wrapper = MilForImageClassification(
+            MilConfig(backbone_config=model.config, pooling=mil_pooling, tile_size=tile_size, **labelling)
+        )
+    elif roi_pooling:
+        wrapper = RoiAttentionForImageClassification(
+            RoiAttentionConfig(backbone_config=model.config, pooling=roi_pooling, **labelling)
+        )
+    else:
+        return model
+    wrapper.backbone.load_state_dict(model.base_model.state_dict())
+    return wrapper
 
 
 def classification_inputs(
     config: PretrainedConfig, processor: MammographyImageProcessor, images: list, augment=None
-) -> list[torch.Tensor]:
-    """Each image's model input: the processed image (channels, height, width), augmented in [0, 1] intensities by
-    `augment` when given, or for a MIL classifier its bag of tiles (tiles, channels, tile_size, tile_size)."""
+) -> list[dict[str, torch.Tensor]]:
+    """Each image's model inputs: its processed image `pixel_values` (channels, height, width), augmented in [0, 1]
+    intensities by `augment` when given; for a MIL classifier its bag of tiles instead (tiles, channels, tile_size,
+    tile_size); for RoI attention the regions of the built-in bright-blob proposer (`roi_inputs`, unaugmented)."""
+    if config.model_type == "roi_attention":
+        region_processor = copy.deepcopy(processor)
+        region_processor.do_breast_crop = region_processor.do_flip = False  # roi_inputs measures the regions itself
+        proposer = IntensityBlobProposer(config.num_regions, config.region_fraction)
+        return [roi_inputs(image, proposer(image), region_processor) for image in images]
     pixels = processor(images, return_tensors="pt")["pixel_values"]
     mean, std = normalization_statistics(processor)
     if augment is not None:
         pixels = (augment(pixels * std + mean) - mean) / std
     if config.model_type != "mil":
-        return list(pixels)
+        return [{"pixel_values": image} for image in pixels]
     bags = [image_bag(image * std + mean, config.tile_size, config.tile_overlap, config.max_background)[0]
             for image in pixels]  # fmt: skip
-    return [(bag - mean) / std for bag in bags]
+    return [{"pixel_values": (bag - mean) / std} for bag in bags]
 
 
 def collate_classification(rows: list[dict]) -> dict:
-    """Trainer's default collation, with bags of tiles padded into `pixel_values` and a `tile_mask`."""
+    """Trainer's default collation; bags of tiles padded into `pixel_values` and a `tile_mask`, regions by
+    `collate_roi`."""
+    if "anchor_pixel_values" in rows[0]:
+        return collate_roi(rows)
     if rows[0]["pixel_values"].ndim < 4:
         return default_data_collator(rows)
     pixel_values, tile_mask = pad_bags([row["pixel_values"] for row in rows])

@@ -26,6 +26,9 @@ class RoiAttentionConfig(BackboneConfigMixin, PretrainedConfig):
             rotary positions (a 32-step grid over the image).
         contrastive_weight (`float`, defaults to 0.3): weight of the repulsive contrastive loss in the total loss.
         contrastive_margin (`float`, defaults to 0.0): cosine similarity under which dissimilar regions cost nothing.
+        num_regions (`int`, defaults to 8): regions the built-in bright-blob proposer gives each image, when
+            fine-tuning and evaluation find them (`miram_hf.training.regions.IntensityBlobProposer`).
+        region_fraction (`float`, defaults to 0.2): side of those regions, as a fraction of the image's short side.
 
     Example:
 
@@ -38,6 +41,8 @@ class RoiAttentionConfig(BackboneConfigMixin, PretrainedConfig):
     """
 
     model_type = "roi_attention"
+    # Trainer's predictions are the logits; the loss parts and region embeddings stay out of them
+    keys_to_ignore_at_inference = ["classification_loss", "contrastive_loss", "region_embeddings"]
 
     def __init__(
         self,
@@ -49,6 +54,8 @@ class RoiAttentionConfig(BackboneConfigMixin, PretrainedConfig):
         rope_scale: float = 32.0,
         contrastive_weight: float = 0.3,
         contrastive_margin: float = 0.0,
+        num_regions: int = 8,
+        region_fraction: float = 0.2,
         initializer_range: float = 0.02,
         **kwargs,
     ):
@@ -62,6 +69,8 @@ class RoiAttentionConfig(BackboneConfigMixin, PretrainedConfig):
         self.rope_scale = rope_scale
         self.contrastive_weight = contrastive_weight
         self.contrastive_margin = contrastive_margin
+        self.num_regions = num_regions
+        self.region_fraction = region_fraction
         self.initializer_range = initializer_range
         super().__init__(**kwargs)
         hidden = self.backbone_hidden_size

@@ -85,6 +85,8 @@ def test_images_group_the_abnormalities_of_a_mammogram(nbia, tmp_path):
     assert [lesion["box"] for lesion in row["lesions"]] == [[20, 10, 30, 22], [40, 8, 50, 20]]
     assert np.array(row["lesions"][0]["mask"]).shape == (10, 12)
     assert (row["laterality"], row["view"], row["breast_density"]) == ("L", "CC", 3)
+    # the whole image's label: malignant when one of its lesions is (a malignant mass beside a benign one here)
+    assert row["label_malignant"] == 1 and images["Calc-Training_P_00002_RIGHT_MLO"]["label_malignant"] == 0
 
 
 def test_no_identifying_dicom_attribute_reaches_a_row(nbia, tmp_path):

@@ -33,6 +33,8 @@ def test_images_are_the_phantoms_exactly(images):
             np.testing.assert_array_equal(np.array(stored["mask"]) > 0, lesion.mask)
             assert stored["label_pathology"] == lesion.pathology
             assert stored["label_mass_margins"] == lesion.mass_margins
+        malignant = any(lesion.pathology in (1, 3) for lesion in phantom.lesions)  # a malignant mass or calcification
+        assert row["label_malignant"] == int(malignant)
 
 
 def test_splits_are_patient_disjoint(images):

@@ -19,12 +19,14 @@ import numpy as np
 from ..processing.patches import mask_box
 from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
+    IMAGE_MALIGNANCY,
     MARGIN_NAMES,
     MammographyBuilder,
     SkipReport,
     background_crop_rows,
     collection_features,
     encode_mask,
+    image_malignancy,
     lesion_crop_row,
 )
 
@@ -164,6 +166,7 @@ class CbisDdsm(MammographyBuilder):
         features = collection_features(self.config.name, EXTRA_COLUMNS)
         if self.config.name == "images":
             features["breast_density"] = datasets.Value("int32")
+            features.update(IMAGE_MALIGNANCY)
         return datasets.DatasetInfo(description=__doc__, features=features)
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
@@ -283,6 +286,7 @@ class CbisDdsm(MammographyBuilder):
             "laterality": first.laterality,
             "view": first.view,
             "breast_density": first.attributes["breast_density"],
+            "label_malignant": image_malignancy(lesions),
             "lesions": lesions,
         }
 

@@ -47,6 +47,17 @@ IMAGE_FEATURES = datasets.Features(
     }
 )
 
+# The whole-image label of collections whose lesions carry a pathology (CBIS-DDSM, the phantom): malignant when any
+# of the image's lesions is, as the tiled-patch paper labels whole mammograms; CMMD's `label_malignant` has these names.
+IMAGE_MALIGNANCY = {"label_malignant": datasets.ClassLabel(names=["benign", "malignant"])}
+MALIGNANT_PATHOLOGIES = (PATHOLOGY_NAMES.index("malignant_mass"), PATHOLOGY_NAMES.index("malignant_calcification"))
+
+
+def image_malignancy(lesions: list[dict]) -> int:
+    """An image's `label_malignant`: 1 when one of its lesions is malignant."""
+    return int(any(lesion["label_pathology"] in MALIGNANT_PATHOLOGIES for lesion in lesions))
+
+
 LESION_FEATURES = datasets.Features(
     {
         "image": datasets.Image(),  # the crop, at native resolution and bit depth

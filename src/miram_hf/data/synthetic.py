@@ -14,6 +14,7 @@ import numpy as np
 from ..processing.patches import Box
 from .common import (
     IMAGE_FEATURES,
+    IMAGE_MALIGNANCY,
     LESION_FEATURES,
     MARGIN_NAMES,
     PATHOLOGY_NAMES,
@@ -21,6 +22,7 @@ from .common import (
     MammographyConfig,
     background_crop_rows,
     encode_mask,
+    image_malignancy,
     lesion_crop_row,
 )
 
@@ -211,7 +213,9 @@ class SyntheticMammography(MammographyBuilder):
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description=__doc__,
-            features=IMAGE_FEATURES if self.config.name == "images" else LESION_FEATURES,
+            features=datasets.Features({**IMAGE_FEATURES, **IMAGE_MALIGNANCY})
+            if self.config.name == "images"
+            else LESION_FEATURES,
         )
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
@@ -246,7 +250,8 @@ class SyntheticMammography(MammographyBuilder):
                     }
                     for lesion in phantom.lesions
                 ]
-                yield common["image_id"], {"image": phantom.image, **common, "lesions": lesions}
+                labels = {"label_malignant": image_malignancy(lesions), "lesions": lesions}
+                yield common["image_id"], {"image": phantom.image, **common, **labels}
                 continue
             lesion_boxes = [Box(*lesion.box) for lesion in phantom.lesions]
             for index, (lesion, box) in enumerate(zip(phantom.lesions, lesion_boxes, strict=True)):

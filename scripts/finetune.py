@@ -72,6 +72,7 @@ class FinetuneArguments:
         metadata={"help": "classify regions with RoI attention (a DINOv2 checkpoint): anchor, attention, mean or cls"},
     )
     frozen_backbone_epochs: float = field(default=0, metadata={"help": "first train the head alone this long"})
+    linear_evaluation: bool = field(default=False, metadata={"help": "train the head alone, the encoder frozen"})
 
 
 class WeightedTrainer(Trainer):
@@ -194,6 +195,10 @@ def main(argv: list[str] | None = None) -> dict:
     if layer_decay is not None and not hasattr(model.config, "num_hidden_layers"):
         logger.info("No layer-wise lr decay: a %s config has no num_hidden_layers.", model.config.model_type)
         layer_decay = None
+    if args.linear_evaluation and args.frozen_backbone_epochs:
+        raise ValueError("--linear_evaluation keeps the encoder frozen throughout: drop --frozen_backbone_epochs.")
+    if args.linear_evaluation:  # the SSL papers' protocol: what a frozen encoder's features give a trained head
+        model.base_model.requires_grad_(False)
     if args.frozen_backbone_epochs > 0:  # stage one: the head alone, on a frozen encoder; nothing of it is saved
         model.base_model.requires_grad_(False)
         with tempfile.TemporaryDirectory() as scratch:
@@ -234,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
         {"epochs": training_args.num_train_epochs, "max steps": training_args.max_steps,
          "learning rate": training_args.learning_rate, "layer decay": layer_decay,
          "drop path": args.drop_path_rate if has_drop_path else None, "class weighting": args.class_weighting,
-         "MIL pooling": args.mil_pooling, "RoI pooling": args.roi_pooling,
+         "MIL pooling": args.mil_pooling, "RoI pooling": args.roi_pooling, "linear evaluation": args.linear_evaluation,
          "frozen-backbone epochs": args.frozen_backbone_epochs},
         results=results,
         base_model=args.model_name_or_path,

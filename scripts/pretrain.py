@@ -26,6 +26,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+import yaml
 from accelerate import Accelerator
 from accelerate.utils import send_to_device, set_seed
 from PIL import Image
@@ -86,6 +87,9 @@ class PretrainingArguments:
     data_dir: str | None = field(default=None, metadata={"help": "mixtures: name=folder,name=folder"})
     dataset_config: str = field(default="lesions", metadata={"help": "lesions, tiles or images"})
     num_images: int | None = field(default=128, metadata={"help": "synthetic only: phantoms to draw"})
+    dataset_options: str | None = field(
+        default=None, metadata={"help": "the collection config's fields, key=value,key=value (e.g. tile_size=96)"}
+    )
     streaming: bool = field(default=False, metadata={"help": "stream parquet files instead of loading them"})
     shuffle_buffer_size: int = field(default=1000, metadata={"help": "streaming shuffle buffer, in rows"})
     crop_scale: list[float] = field(default_factory=lambda: [0.2, 1.0], metadata={"help": "random resized crop area"})
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # data
     extra = {"num_images": args.num_images} if args.dataset == "synthetic" and args.num_images else {}
+    extra |= {key: yaml.safe_load(value) for key, value in
+              (option.split("=", 1) for option in (args.dataset_options or "").split(",") if option)}  # fmt: skip
     with accelerator.main_process_first():  # one process builds the dataset cache, the others read it
         dataset = pretraining_dataset(
             args.dataset, args.data_dir, args.dataset_config, args.streaming, args.cache_dir, **extra

@@ -216,3 +216,20 @@ def test_the_vae_classifier_finetunes_its_228_parameters_only(tmp_path):
     assert type(model).__name__ == "MammoVaeForImageClassification"
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 228
     torch.testing.assert_close(model.encoder.mu.weight, vae.encoder.mu.weight)  # the encoder stayed as pretrained
+
+
+def test_linear_evaluation_trains_the_head_on_a_frozen_encoder(tmp_path):
+    model_path = pretrained(tmp_path / "pretrained")
+    finetune.main(
+        ["--model_name_or_path", str(model_path), "--linear_evaluation", "true", "--output_dir", str(tmp_path / "out"),
+         "--num_images", "16", "--max_steps", "2", "--learning_rate", "1e-2", "--per_device_train_batch_size", "4",
+         "--eval_strategy", "no", "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none",
+         "--use_cpu", "true"]
+    )  # fmt: skip
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
+    encoder = MiramForPreTraining.from_pretrained(model_path).miram
+    for key, value in encoder.state_dict().items():
+        torch.testing.assert_close(model.miram.state_dict()[key], value)
+    with pytest.raises(ValueError, match="drop --frozen_backbone_epochs"):
+        finetune.main(["--model_name_or_path", str(model_path), "--linear_evaluation", "true",
+                       "--frozen_backbone_epochs", "1", "--output_dir", str(tmp_path / "x")])  # fmt: skip

@@ -258,3 +258,15 @@ def test_the_vae_pretrains_on_whole_images_and_its_folder_loads_as_the_228_param
     assert type(classifier).__name__ == "MammoVaeForImageClassification"
     assert sum(p.numel() for p in classifier.parameters() if p.requires_grad) == 228
     assert "VAE-SSL" in (output / "README.md").read_text()
+
+
+def test_byol_pretrains_on_tiled_patches_of_a_chosen_size(tmp_path):
+    config_dir = joint_embedding_config_dir(tmp_path / "config", "byol")
+    state = pretrain.main(
+        ["--model_type", "byol", "--model_config", str(config_dir), "--dataset_config", "tiles", "--dataset_options",
+         "tile_size=48,max_background=0.5", "--output_dir", str(tmp_path / "out"), "--cache_dir",
+         str(tmp_path / "cache"), "--num_images", "4", "--per_device_train_batch_size", "4", "--max_steps", "1",
+         "--report_to", "none"]
+    )  # fmt: skip
+    assert state["step"] == 1 and state["processes"][0]["images"] == 4
+    assert "`tiles`" in (tmp_path / "out" / "README.md").read_text()

@@ -72,6 +72,9 @@ class FinetuneArguments:
         metadata={"help": "classify regions with RoI attention (a DINOv2 checkpoint): anchor, attention, mean or cls"},
     )
     frozen_backbone_epochs: float = field(default=0, metadata={"help": "first train the head alone this long"})
+    frozen_backbone_learning_rate: float | None = field(
+        default=None, metadata={"help": "the head-alone stage's learning rate (default: learning_rate)"}
+    )
     linear_evaluation: bool = field(default=False, metadata={"help": "train the head alone, the encoder frozen"})
 
 
@@ -204,7 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
         with tempfile.TemporaryDirectory() as scratch:
             head_only = dataclasses.replace(
                 training_args, output_dir=scratch, max_steps=-1, num_train_epochs=args.frozen_backbone_epochs,
-                eval_strategy="no", save_strategy="no", load_best_model_at_end=False, report_to=[],
+                learning_rate=args.frozen_backbone_learning_rate or training_args.learning_rate, eval_strategy="no",
+                save_strategy="no", load_best_model_at_end=False, report_to=[],
             )  # fmt: skip
             WeightedTrainer(model=model, args=head_only, train_dataset=train, data_collator=collate_classification,
                             class_weights=class_weights).train()  # fmt: skip

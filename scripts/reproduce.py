@@ -10,8 +10,9 @@ row): each row's pretraining (scripts/pretrain.py), fine-tuning (scripts/finetun
 
 A recipe's `pretrain`, `finetune` and `evaluate` sections are those scripts' arguments. `{pretrained}` stands for the
 row's pretraining output and `{name}` for a `--weights name=path` checkpoint (a row whose weights are not given is
-skipped and says so). A row that finished is not run again: rerunning the command carries on a table, and a
-pretraining run resumes from its last checkpoint.
+skipped and says so). `same_pretraining_as: <recipe>` shares that row's pretraining (one pretrained model evaluated
+two ways); it is run once and then only resumed. A row that finished is not run again: rerunning the command carries
+on a table, and a pretraining run resumes from its last checkpoint.
 """
 
 import argparse
@@ -131,7 +132,11 @@ def run_row(recipe: dict, output_dir: Path, folders: dict[str, str], weights: di
     done = output_dir / "results.json"
     if done.exists():
         return json.loads(done.read_text())
-    names = {**weights, "pretrained": str(output_dir / "pretrain")}
+    # rows that evaluate one pretraining two ways (linear evaluation, fine-tuning) share its folder
+    names = {
+        **weights,
+        "pretrained": str(output_dir.parent / recipe.get("same_pretraining_as", recipe["name"]) / "pretrain"),
+    }
     sections = [recipe.get(section) or {} for section in ("pretrain", "finetune", "evaluate")]
     missing = set().union(*(placeholders(section) for section in sections)) - set(names)
     if missing:

@@ -84,3 +84,17 @@ def test_joint_embedding_rows_finetune_their_exported_backbone_and_rows_without_
     assert "accuracy" in results["supervised-random"]
     with pytest.raises(ValueError, match="No recipes for table"):
         reproduce.main(["table-9"])
+
+
+def test_rows_that_share_a_pretraining_run_it_once_and_mil_rows_classify_whole_images(tmp_path):
+    rows = ["byol-mip-linear", "byol-mip-finetuned"]
+    results = reproduce.main(["tiled-table-3", "--smoke", "--rows", *rows, "--output_dir", str(tmp_path)])
+    assert all("roc_auc" in results[row] or "accuracy" in results[row] for row in rows)
+    assert (tmp_path / "byol-mip-linear" / "pretrain" / "model.safetensors").exists()
+    assert not (tmp_path / "byol-mip-finetuned" / "pretrain").exists()
+    config = json.loads((tmp_path / "byol-mip-finetuned" / "finetune" / "config.json").read_text())
+    assert (config["model_type"], config["pooling"], config["backbone_config"]["model_type"]) == (
+        "mil",
+        "gated_attention",
+        "resnet",
+    )

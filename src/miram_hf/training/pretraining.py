@@ -55,6 +55,9 @@ MODEL_PRESETS = {
 RESNET_PRESETS = {
     "resnet-18": dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512]),
     "resnet-50": dict(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048]),
+    # the tiled-patch paper's bigger encoders: deeper, and twice as wide (every stage's channels doubled)
+    "resnet-152": dict(layer_type="bottleneck", depths=[3, 8, 36, 3], hidden_sizes=[256, 512, 1024, 2048]),
+    "resnet-50-2x": dict(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[512, 1024, 2048, 4096]),
 }
 # the VAE-SSL paper's model: 640 x 800 mammograms
 VAE_PRESETS = {"vae-640x800": dict(image_size=[640, 800])}
@@ -113,7 +116,9 @@ def backbone_preset_config(preset: str, **overrides) -> PretrainedConfig:
     preset: the backbone of the joint-embedding methods, and the papers' randomly initialised baselines."""
     if preset in RESNET_PRESETS:
         channels = overrides.get("num_channels", PRESET_INPUT["num_channels"])
-        return AutoConfig.for_model("resnet", num_channels=channels, embedding_size=64, **RESNET_PRESETS[preset])
+        first_stage, layer_type = RESNET_PRESETS[preset]["hidden_sizes"][0], RESNET_PRESETS[preset]["layer_type"]
+        width = first_stage // 4 if layer_type == "bottleneck" else first_stage  # the stem: 64, or 128 for 2x
+        return AutoConfig.for_model("resnet", num_channels=channels, embedding_size=width, **RESNET_PRESETS[preset])
     if preset not in MODEL_PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(MODEL_PRESETS) + sorted(RESNET_PRESETS)}.")
     encoder = {key: value for key, value in MODEL_PRESETS[preset].items() if not key.startswith("decoder")}

@@ -30,7 +30,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocC
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
-from miram_hf.data import load_mammography
+from miram_hf.data import cross_validation_splits, load_mammography
 from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
 from miram_hf.training.classification import classification_inputs, collate_classification
 
@@ -103,11 +103,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--n_bootstrap", type=int, default=1000)
     parser.add_argument("--num_images", type=int, default=None, help="synthetic only")
+    parser.add_argument("--num_folds", type=int, default=None, help="k-fold cross-validation over the patients")
+    parser.add_argument("--fold", type=int, default=0, help="with --num_folds: the fold to test on")
+    parser.add_argument("--seed", type=int, default=42, help="with --num_folds: finetune.py's --seed")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     extra = {"num_images": args.num_images} if args.num_images is not None else {}
-    dataset = load_mammography(args.dataset, args.data_dir, args.config, args.split, args.cache_dir, **extra)
+    if args.num_folds:  # the test fold of a cross-validation, as finetune.py made it (same seed)
+        splits = load_mammography(args.dataset, args.data_dir, args.config, None, args.cache_dir, **extra)
+        dataset = cross_validation_splits(splits, args.num_folds, args.fold, args.seed)[args.split]
+    else:
+        dataset = load_mammography(args.dataset, args.data_dir, args.config, args.split, args.cache_dir, **extra)
     rows, labels, task, names = labelled_rows(dataset, args.label_column)
     logger.info("%d of %d rows carry %s", len(rows), len(dataset), args.label_column)
     model = AutoModelForImageClassification.from_pretrained(args.model_path)

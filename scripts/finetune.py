@@ -35,7 +35,7 @@ from transformers import (
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
 from miram_hf import MammographyImageProcessor, add_remote_pipelines
-from miram_hf.data import load_mammography
+from miram_hf.data import cross_validation_splits, load_mammography
 from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
 from miram_hf.training import parameter_groups
@@ -76,14 +76,26 @@ class FinetuneArguments:
         default=None, metadata={"help": "the head-alone stage's learning rate (default: learning_rate)"}
     )
     linear_evaluation: bool = field(default=False, metadata={"help": "train the head alone, the encoder frozen"})
+    num_folds: int | None = field(default=None, metadata={"help": "k-fold cross-validation over the patients"})
+    fold: int = field(default=0, metadata={"help": "with num_folds: the fold to test on (the next one validates)"})
 
 
 class WeightedTrainer(Trainer):
-    """Trainer with class-weighted losses (inverse frequency) and MAE's layer-wise lr decay groups."""
+    """Trainer with class-weighted losses (inverse frequency), MAE's layer-wise lr decay groups and full training
+    batches."""
 
     def __init__(self, *args, class_weights=None, layer_decay=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.class_weights, self.layer_decay = class_weights, layer_decay
+
+    def get_train_dataloader(self):
+        # the incomplete last batch of each epoch is dropped in training (as MAE's fine-tuning does): a batch of one
+        # image breaks BatchNorm (ResNet); evaluation keeps every image
+        drop_last, self.args.dataloader_drop_last = self.args.dataloader_drop_last, True
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.args.dataloader_drop_last = drop_last
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -119,6 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     extra = {"num_images": args.num_images} if args.num_images is not None else {}
     splits = load_mammography(args.dataset, args.data_dir, args.dataset_config, **extra)
+    if args.num_folds:
+        splits = cross_validation_splits(splits, args.num_folds, args.fold, training_args.seed)
     multi_label = args.label_column == "label_mass_margins"
     feature = splits["train"].features[args.label_column]
     names = feature.feature.names if multi_label else feature.names

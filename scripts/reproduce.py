@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from miram_hf.data import BUILDERS
@@ -162,14 +163,39 @@ def train_and_evaluate(recipe: dict, output_dir: Path, folders: dict[str, str], 
         load_script("pretrain").main(argv)
     finetune = dict(recipe["finetune"])
     finetune.setdefault("data_dir", data_dir(finetune.get("dataset", "synthetic"), folders))
-    load_script("finetune").main(command_line(finetune, names) + ["--output_dir", str(output_dir / "finetune")])
     evaluate = {"dataset": finetune.get("dataset"), "config": finetune.get("dataset_config"),
                 "label_column": finetune.get("label_column"), "num_images": finetune.get("num_images"),
                 **recipe.get("evaluate", {})}  # fmt: skip
     evaluate.setdefault("data_dir", data_dir(evaluate["dataset"], folders))
+    if not recipe.get("folds"):
+        return finetune_and_evaluate(finetune, evaluate, output_dir, names)
+    # k-fold cross-validation: the mean over the folds, with its standard error, as the papers report it
+    runs = []
+    for fold in range(recipe["folds"]):
+        split = {"num_folds": recipe["folds"], "fold": fold}
+        runs.append(finetune_and_evaluate(finetune | split, evaluate | split, output_dir / f"fold-{fold}", names))
+    summary = {}
+    for metric in sorted(set.intersection(*(set(run) for run in runs))):
+        values = np.array([run[metric] for run in runs])
+        summary[metric] = float(values.mean())
+        summary[f"{metric}_standard_error"] = float(values.std(ddof=1) / np.sqrt(len(values)))
+    return summary | {"folds": runs}
+
+
+def finetune_and_evaluate(finetune: dict, evaluate: dict, output_dir: Path, names: dict[str, str]) -> dict:
+    load_script("finetune").main(command_line(finetune, names) + ["--output_dir", str(output_dir / "finetune")])
+    evaluate["seed"] = finetune.get("seed", 42)  # the same patients in each fold as fine-tuning had
     argv = command_line(evaluate, names) + ["--model_path", str(output_dir / "finetune"), "--output_dir",
                                             str(output_dir / "evaluation")]  # fmt: skip
     return load_script("evaluate").main(argv)["metrics"]
+
+
+def cell(reported, result: dict, metric: str) -> str:
+    """`paper / here`, with the standard error over the folds of a cross-validated row."""
+    if metric not in result:
+        return f"{reported} / -"
+    error = result.get(f"{metric}_standard_error")
+    return f"{reported} / {result[metric]:.3f}" + (f" (± {error:.3f})" if error is not None else "")
 
 
 def results_table(recipes: list[dict], results: dict[str, dict]) -> str:
@@ -184,8 +210,7 @@ def results_table(recipes: list[dict], results: dict[str, dict]) -> str:
         if "skipped" in result or "benchmark" in result:
             cells = [result.get("skipped") or f"see {result['benchmark']}"] + [""] * (len(metrics) - 1)
         else:
-            cells = [f"{recipe.get('reported', {}).get(m, '-')} / {result[m]:.3f}" if m in result else "-"
-                     for m in metrics]  # fmt: skip
+            cells = [cell(recipe.get("reported", {}).get(metric, "-"), result, metric) for metric in metrics]
         lines.append(f"| {recipe['row']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -3,6 +3,7 @@ to end on the synthetic phantom (--smoke)."""
 
 import importlib.util
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,14 @@ def test_rows_that_share_a_pretraining_run_it_once_and_mil_rows_classify_whole_i
         "gated_attention",
         "resnet",
     )
+
+
+def test_a_cross_validated_row_reports_the_mean_and_standard_error_over_its_folds(tmp_path):
+    results = reproduce.main(["tiled-table-5", "--smoke", "--rows", "supervised-gap", "--output_dir", str(tmp_path)])
+    row = results["supervised-gap"]
+    assert len(row["folds"]) == 5 and sorted(path.name for path in tmp_path.joinpath("supervised-gap").iterdir()) == [
+        "fold-0", "fold-1", "fold-2", "fold-3", "fold-4", "results.json"
+    ]  # fmt: skip
+    accuracies = [fold["accuracy"] for fold in row["folds"]]
+    assert row["accuracy"] == pytest.approx(sum(accuracies) / 5)
+    assert row["accuracy_standard_error"] == pytest.approx(statistics.stdev(accuracies) / 5**0.5)

@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n_bootstrap", type=int, default=1000)
     parser.add_argument("--num_images", type=int, default=None, help="synthetic only")
     parser.add_argument("--num_folds", type=int, default=None, help="k-fold cross-validation over the patients")
+    parser.add_argument("--view", default=None, help="only the images of this view (CC or MLO)")
     parser.add_argument("--fold", type=int, default=0, help="with --num_folds: the fold to test on")
     parser.add_argument("--seed", type=int, default=42, help="with --num_folds: finetune.py's --seed")
     args = parser.parse_args(argv)
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
         dataset = cross_validation_splits(splits, args.num_folds, args.fold, args.seed)[args.split]
     else:
         dataset = load_mammography(args.dataset, args.data_dir, args.config, args.split, args.cache_dir, **extra)
+    if args.view:
+        dataset = dataset.filter(lambda row: row["view"] == args.view)
     rows, labels, task, names = labelled_rows(dataset, args.label_column)
     logger.info("%d of %d rows carry %s", len(rows), len(dataset), args.label_column)
     model = AutoModelForImageClassification.from_pretrained(args.model_path)

@@ -77,6 +77,7 @@ class FinetuneArguments:
     )
     linear_evaluation: bool = field(default=False, metadata={"help": "train the head alone, the encoder frozen"})
     num_folds: int | None = field(default=None, metadata={"help": "k-fold cross-validation over the patients"})
+    view: str | None = field(default=None, metadata={"help": "only the images of this view (CC or MLO)"})
     fold: int = field(default=0, metadata={"help": "with num_folds: the fold to test on (the next one validates)"})
 
 
@@ -137,7 +138,9 @@ def main(argv: list[str] | None = None) -> dict:
     feature = splits["train"].features[args.label_column]
     names = feature.feature.names if multi_label else feature.names
 
-    def has_label(row) -> bool:  # masses only for margins; no background crops or -1 labels
+    def has_label(row) -> bool:  # masses only for margins; no background crops or -1 labels; the chosen view
+        if args.view and row["view"] != args.view:
+            return False
         return row["label_pathology"] in (0, 1) if multi_label else row[args.label_column] >= 0
 
     splits = {name: split.filter(has_label) for name, split in splits.items()}

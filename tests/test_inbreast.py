@@ -92,6 +92,9 @@ def test_images_with_split_by_patient(inbreast, tmp_path):
     mass = rows["20586908"]["lesions"][0]
     assert mass["finding_type"] == "mass" and np.array(mass["mask"]).shape == (21, 21)
     assert rows["22678622"]["lesions"] == [] and rows["22678622"]["acr"] == ""
+    # the VAE paper's labels: density from the ACR (blank: -1), malignant from BI-RADS 4-6, non-malignant from 1-2
+    assert (rows["22678622"]["label_density"], rows["22678622"]["label_malignant"]) == (-1, 0)
+    assert (rows["20586908"]["label_density"], rows["20586908"]["label_malignant"]) == (1, 1)  # ACR 2, BI-RADS 4a
     assert np.array(rows["20586908"]["image"]).dtype == np.uint16
     by_split = {split: {row["patient_id"] for row in rows} for split, rows in dataset.items()}
     assert sum(len(group) for group in by_split.values()) == len(set().union(*by_split.values()))

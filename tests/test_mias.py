@@ -93,6 +93,10 @@ def test_images_keep_normal_mammograms(mias, tmp_path):
     assert rows["mdb003"]["image_label"] == "normal" and rows["mdb003"]["lesions"] == []
     assert rows["mdb002"]["laterality"] == "L" and rows["mdb001"]["patient_id"] == rows["mdb002"]["patient_id"]
     assert rows["mdb011"]["image_label"] == "malignant"  # known from the label even without a box
+    # the VAE paper's labels as class columns: worst finding, benign vs malignant (normal: -1), background tissue
+    labels = [(rows[name]["label_class"], rows[name]["label_malignant"], rows[name]["label_density"])
+              for name in ("mdb003", "mdb001", "mdb011")]  # fmt: skip
+    assert labels == [(0, -1, 2), (1, 0, 1), (2, 1, 0)]
     lesion = rows["mdb005"]["lesions"][0]
     mask = np.array(lesion["mask"]) > 0
     assert mask.shape == (60, 60) and mask[30, 30] and not mask[0, 0]

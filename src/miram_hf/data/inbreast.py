@@ -44,6 +44,20 @@ FINDING_TYPES = {
 }
 POINT_RADIUS = 4  # pixels around a calcification given as a point
 EXTRA_COLUMNS = {"finding_type": datasets.Value("string"), "birads": datasets.Value("string")}
+# Whole-image labels of the VAE paper's INbreast tasks: density from the ACR (1-4), and malignant (BI-RADS 4, 5, 6)
+# against non-malignant (BI-RADS 1, 2); BI-RADS 3 and blank cells are -1.
+IMAGE_LABELS = {
+    "label_density": datasets.ClassLabel(names=["fatty", "scattered", "heterogeneously_dense", "extremely_dense"]),
+    "label_malignant": datasets.ClassLabel(names=["nonmalignant", "malignant"]),
+}
+
+
+def image_labels(acr: str, birads: str) -> dict[str, int]:
+    """`label_density` and `label_malignant` of an image from its ACR and BI-RADS cells."""
+    density = int(acr) - 1 if acr.isdigit() and 1 <= int(acr) <= 4 else -1
+    category = birads[:1]
+    malignant = 1 if category in ("4", "5", "6") else 0 if category in ("1", "2") else -1
+    return {"label_density": density, "label_malignant": malignant}
 
 
 @dataclass
@@ -131,6 +145,7 @@ class Inbreast(PatientSplitBuilder):
         if self.config.name == "images":
             features["birads"] = datasets.Value("string")
             features["acr"] = datasets.Value("string")
+            features.update(IMAGE_LABELS)
         rule = self.config.split_rule("BI-RADS >= 4")
         return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=features)
 
@@ -196,6 +211,7 @@ class Inbreast(PatientSplitBuilder):
                         **common,
                         "birads": image.birads,
                         "acr": image.acr,
+                        **image_labels(image.acr, image.birads),
                         "lesions": [
                             {
                                 "box": [f.box.top, f.box.left, f.box.bottom, f.box.right],

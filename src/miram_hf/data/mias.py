@@ -30,6 +30,15 @@ from .common import (
 SIZE = 1024
 MARGINS = {"CIRC": "circumscribed", "SPIC": "spiculated", "MISC": "ill_defined"}  # MISC: "other, ill-defined masses"
 EXTRA_COLUMNS = {"mias_class": datasets.Value("string"), "severity": datasets.Value("string")}
+# Whole-image labels of the VAE paper's MIAS tasks: the worst finding (normal, benign, malignant), benign against
+# malignant among the abnormal images (normal ones -1), and the background tissue as density.
+IMAGE_CLASSES = ("normal", "benign", "malignant")
+DENSITIES = {"F": 0, "G": 1, "D": 2}
+IMAGE_LABELS = {
+    "label_class": datasets.ClassLabel(names=list(IMAGE_CLASSES)),
+    "label_malignant": datasets.ClassLabel(names=["benign", "malignant"]),
+    "label_density": datasets.ClassLabel(names=["fatty", "fatty_glandular", "dense_glandular"]),
+}
 
 
 @dataclass
@@ -95,6 +104,7 @@ class Mias(PatientSplitBuilder):
         if self.config.name == "images":
             features["background_tissue"] = datasets.Value("string")
             features["image_label"] = datasets.Value("string")  # normal | benign | malignant
+            features.update(IMAGE_LABELS)
         rule = self.config.split_rule("the worst finding (normal, benign, malignant)")
         return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=features)
 
@@ -155,7 +165,10 @@ class Mias(PatientSplitBuilder):
                         "image": pixels,
                         **common,
                         "background_tissue": items[0].background,
-                        "image_label": ("normal", "benign", "malignant")[worst_finding(items)],
+                        "image_label": IMAGE_CLASSES[worst_finding(items)],
+                        "label_class": worst_finding(items),
+                        "label_malignant": worst_finding(items) - 1,  # normal: -1
+                        "label_density": DENSITIES.get(items[0].background, -1),
                         "lesions": [_lesion_item(item, box) for item, box in located],
                     },
                 )

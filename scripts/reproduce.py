@@ -89,8 +89,11 @@ def apply_settings(recipe: dict, settings: list[str], smoke: bool) -> dict:
             for key in ("model_config", "model_name_or_path"):
                 arguments[key] = SMOKE_MODELS.get(arguments.get(key), arguments.get(key))
             arguments.update(overrides)
-        if (recipe.get("finetune") or {}).get("mil_pooling"):  # whole images two tiles wide
-            recipe["finetune"].update(image_size=64, tile_size=32)
+        finetune = recipe.get("finetune") or {}
+        if finetune.get("mil_pooling"):  # whole images two tiles wide
+            finetune.update(image_size=64, tile_size=32)
+        if finetune.get("dataset_config") == "images":  # the phantom's whole-image label
+            finetune["label_column"] = "label_malignant"
     for setting in settings:
         target, _, value = setting.partition("=")
         section, _, key = target.partition(".")

@@ -8,9 +8,16 @@ import torch.nn.functional as F
 from transformers import AutoModelForImageClassification, Dinov2Config
 
 from miram_hf import MammographyImageProcessor, RoiAttentionConfig, RoiAttentionForImageClassification
+from miram_hf.data import load_mammography
 from miram_hf.modeling.roi import repulsive_contrastive_loss, rotate_2d
 from miram_hf.processing.patches import Box
-from miram_hf.training.regions import IntensityBlobProposer, ZeroShotDetectionProposer, collate_roi, roi_inputs
+from miram_hf.training.regions import (
+    IntensityBlobProposer,
+    ZeroShotDetectionProposer,
+    collate_roi,
+    ground_truth_boxes,
+    roi_inputs,
+)
 
 
 def tiny_roi(pooling: str = "anchor", **overrides) -> RoiAttentionForImageClassification:
@@ -144,3 +151,12 @@ def test_inputs_from_proposed_regions_feed_the_model():
     assert tiny_roi()(**inputs).loss > 0
     with pytest.raises(ValueError, match="No region"):
         roi_inputs(image, [], processor)
+
+
+def test_ground_truth_boxes_of_an_images_row_feed_the_model(tmp_path):
+    row = load_mammography("synthetic", config_name="images", split="train", cache_dir=str(tmp_path), num_images=8)[0]
+    boxes = ground_truth_boxes(row["lesions"])
+    assert [[box.top, box.left, box.bottom, box.right] for box in boxes] == [lesion["box"] for lesion in row["lesions"]]
+    processor = MammographyImageProcessor(size={"height": 16, "width": 16}, do_breast_crop=False, do_flip=False)
+    inputs = collate_roi([roi_inputs(np.array(row["image"]), boxes, processor) | {"labels": row["label_malignant"]}])
+    assert inputs["pixel_values"].shape[1] == len(boxes) and tiny_roi()(**inputs).logits.shape == (1, 2)

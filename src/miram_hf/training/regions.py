@@ -26,6 +26,11 @@ def square_box(row: float, column: float, side: int, shape: tuple[int, int]) -> 
     return Box(top, left, top + height, left + width)
 
 
+def ground_truth_boxes(lesions: list[dict]) -> list[Box]:
+    """The regions an `images` row's annotations give: the box of each item of its `lesions` column."""
+    return [Box(*lesion["box"]) for lesion in lesions]
+
+
 class IntensityBlobProposer:
     """The `num_regions` brightest blobs of the breast: the image smoothed by a Gaussian (sigma a fraction of its
     short side), then maxima taken one by one, each suppressing a square of `region_fraction` of the short side
@@ -107,4 +112,11 @@ def collate_roi(rows: list[dict]) -> dict:
     return batch
 
 
-__all__ = ["IntensityBlobProposer", "ZeroShotDetectionProposer", "collate_roi", "roi_inputs", "square_box"]
+__all__ = [
+    "IntensityBlobProposer",
+    "ground_truth_boxes",
+    "ZeroShotDetectionProposer",
+    "collate_roi",
+    "roi_inputs",
+    "square_box",
+]

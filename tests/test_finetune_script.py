@@ -39,6 +39,16 @@ def pretrained(path: Path) -> Path:
     return path
 
 
+def quick_finetune(model_path, output, *options: str) -> dict:
+    """finetune.py for a couple of steps on 16 phantoms, nothing saved on the way, on the CPU; `options` add or
+    override arguments (the last of a repeated option wins)."""
+    return finetune.main(
+        ["--model_name_or_path", str(model_path), "--output_dir", str(output), "--num_images", "16", "--max_steps", "2",
+         "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy", "no",
+         "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true", *options]
+    )  # fmt: skip
+
+
 def test_finetune_a_pretrained_miram_on_phantom_lesions(tmp_path):
     model_path = pretrained(tmp_path / "pretrained")
     output = tmp_path / "finetuned"
@@ -61,11 +71,9 @@ def test_finetune_a_pretrained_miram_on_phantom_lesions(tmp_path):
 def test_finetune_mass_margins_multi_label_and_push(tmp_path, fake_hub):
     model_path = pretrained(tmp_path / "pretrained")
     output = tmp_path / "margins"
-    finetune.main(
-        ["--model_name_or_path", str(model_path), "--output_dir", str(output), "--num_images", "16",
-         "--label_column", "label_mass_margins", "--max_steps", "2", "--per_device_train_batch_size", "4",
-         "--eval_strategy", "no", "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none",
-         "--use_cpu", "true", "--push_to_hub", "true", "--hub_model_id", "org/miram-margins"]
+    quick_finetune(
+        str(model_path), str(output), "--label_column", "label_mass_margins", "--push_to_hub", "true",
+        "--hub_model_id", "org/miram-margins"
     )  # fmt: skip
     model = AutoModelForImageClassification.from_pretrained(output)
     assert model.config.problem_type == "multi_label_classification" and model.config.num_labels == 5
@@ -82,11 +90,7 @@ def test_finetune_a_resnet_backbone_exported_by_byol(tmp_path):
     byol = ByolForPreTraining(ByolConfig(backbone_config=backbone, projection_hidden_size=16, projection_size=8))
     byol.backbone_for_image_classification().save_pretrained(tmp_path / "backbone")
     MammographyImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "backbone")
-    finetune.main(
-        ["--model_name_or_path", str(tmp_path / "backbone"), "--output_dir", str(tmp_path / "out"), "--num_images",
-         "16", "--max_steps", "2", "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy",
-         "no", "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true"]
-    )  # fmt: skip
+    quick_finetune(tmp_path / "backbone", tmp_path / "out")
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
     assert type(model).__name__ == "ResNetForImageClassification" and model.config.num_labels == 4
     # no drop path nor layer-wise decay for a ResNet: the card says so
@@ -103,12 +107,9 @@ def test_two_stage_mil_finetune_on_tiles_then_evaluate(tmp_path, monkeypatch):
         return train(self, *args, **kwargs)
 
     monkeypatch.setattr(finetune.WeightedTrainer, "train", recording_train)
-    finetune.main(
-        ["--model_name_or_path", str(model_path), "--output_dir", str(tmp_path / "mil"), "--num_images", "16",
-         "--mil_pooling", "gated_attention", "--tile_size", "32", "--image_size", "64",
-         "--frozen_backbone_epochs", "1", "--max_steps", "2", "--per_device_train_batch_size", "4",
-         "--eval_strategy", "no", "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none",
-         "--use_cpu", "true"]
+    quick_finetune(
+        str(model_path), str(tmp_path / "mil"), "--mil_pooling", "gated_attention", "--tile_size", "32",
+        "--image_size", "64", "--frozen_backbone_epochs", "1"
     )  # fmt: skip
     head_only, everything = stages
     assert not any(trainable for name, trainable in head_only.items() if name.startswith("backbone."))
@@ -128,11 +129,7 @@ def test_two_stage_mil_finetune_on_tiles_then_evaluate(tmp_path, monkeypatch):
 @pytest.mark.parametrize("preset, model_class", [("resnet-18", "ResNetForImageClassification"),
                                                  ("vit-tiny", "ViTForImageClassification")])  # fmt: skip
 def test_supervised_baselines_train_from_random_weights(preset, model_class, tmp_path):
-    finetune.main(
-        ["--model_name_or_path", preset, "--image_size", "32", "--output_dir", str(tmp_path / "out"), "--num_images",
-         "16", "--max_steps", "1", "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy",
-         "no", "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true"]
-    )  # fmt: skip
+    quick_finetune(preset, str(tmp_path / "out"), "--image_size", "32", "--max_steps", "1")
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
     assert type(model).__name__ == model_class and model.config.num_channels == 1 and model.config.num_labels == 4
 
@@ -143,11 +140,7 @@ def test_an_imagenet_checkpoint_keeps_its_normalisation_and_three_channels(tmp_p
                        intermediate_size=64, num_labels=1000)  # fmt: skip
     ViTForImageClassification(config).save_pretrained(tmp_path / "imagenet")
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "imagenet")
-    finetune.main(
-        ["--model_name_or_path", str(tmp_path / "imagenet"), "--output_dir", str(tmp_path / "out"), "--num_images",
-         "16", "--max_steps", "1", "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy",
-         "no", "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true"]
-    )  # fmt: skip
+    quick_finetune(str(tmp_path / "imagenet"), str(tmp_path / "out"), "--max_steps", "1")
     processor = MammographyImageProcessor.from_pretrained(tmp_path / "out")
     assert processor.num_channels == 3 and processor.image_mean == [0.5, 0.5, 0.5]
     assert AutoModelForImageClassification.from_pretrained(tmp_path / "out").config.num_labels == 4
@@ -161,11 +154,7 @@ def test_a_vit_mae_checkpoint_finetunes_with_maes_mean_pooled_head(tmp_path):
     )  # fmt: skip
     mae = ViTMAEForPreTraining(config)
     mae.save_pretrained(tmp_path / "mae")
-    finetune.main(
-        ["--model_name_or_path", str(tmp_path / "mae"), "--output_dir", str(tmp_path / "out"), "--num_images", "16",
-         "--max_steps", "1", "--learning_rate", "0", "--per_device_train_batch_size", "4", "--eval_strategy", "no",
-         "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true"]
-    )  # fmt: skip
+    quick_finetune(str(tmp_path / "mae"), str(tmp_path / "out"), "--max_steps", "1", "--learning_rate", "0")
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
     assert type(model).__name__ == "MiramForImageClassification" and model.config.use_mean_pooling
     torch.testing.assert_close(model.miram.layers[1].mlp.fc2.weight, mae.vit.layers[1].mlp.fc2.weight)
@@ -187,12 +176,7 @@ def test_roi_attention_over_a_dinov2_checkpoint_finetunes_with_its_contrastive_t
         return (loss, outputs) if return_outputs else loss
 
     monkeypatch.setattr(finetune.WeightedTrainer, "compute_loss", recording)
-    finetune.main(
-        ["--model_name_or_path", str(tmp_path / "dinov2"), "--roi_pooling", "anchor", "--output_dir",
-         str(tmp_path / "roi"), "--num_images", "16", "--max_steps", "2", "--per_device_train_batch_size", "4",
-         "--eval_strategy", "no", "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none",
-         "--use_cpu", "true"]
-    )  # fmt: skip
+    quick_finetune(str(tmp_path / "dinov2"), str(tmp_path / "roi"), "--roi_pooling", "anchor")
     assert len(contrastive) >= 2 and all(value > 0 for value in contrastive)  # 2 training steps, then evaluation
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "roi")
     assert type(model).__name__ == "RoiAttentionForImageClassification" and model.config.num_regions == 8
@@ -207,11 +191,7 @@ def test_the_vae_classifier_finetunes_its_228_parameters_only(tmp_path):
     vae = MammoVaeForPreTraining(MammoVaeConfig(image_size=[32, 32], encoder_channels=[4, 4, 2], latent_size=16))
     vae.save_pretrained(tmp_path / "vae")
     MammographyImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "vae")
-    finetune.main(
-        ["--model_name_or_path", str(tmp_path / "vae"), "--output_dir", str(tmp_path / "out"), "--num_images", "16",
-         "--max_steps", "2", "--learning_rate", "1e-2", "--per_device_train_batch_size", "4", "--eval_strategy", "no",
-         "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true"]
-    )  # fmt: skip
+    quick_finetune(str(tmp_path / "vae"), str(tmp_path / "out"), "--learning_rate", "1e-2")
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
     assert type(model).__name__ == "MammoVaeForImageClassification"
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 228
@@ -220,12 +200,7 @@ def test_the_vae_classifier_finetunes_its_228_parameters_only(tmp_path):
 
 def test_linear_evaluation_trains_the_head_on_a_frozen_encoder(tmp_path):
     model_path = pretrained(tmp_path / "pretrained")
-    finetune.main(
-        ["--model_name_or_path", str(model_path), "--linear_evaluation", "true", "--output_dir", str(tmp_path / "out"),
-         "--num_images", "16", "--max_steps", "2", "--learning_rate", "1e-2", "--per_device_train_batch_size", "4",
-         "--eval_strategy", "no", "--save_strategy", "no", "--early_stopping_patience", "0", "--report_to", "none",
-         "--use_cpu", "true"]
-    )  # fmt: skip
+    quick_finetune(str(model_path), str(tmp_path / "out"), "--linear_evaluation", "true", "--learning_rate", "1e-2")
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
     encoder = MiramForPreTraining.from_pretrained(model_path).miram
     for key, value in encoder.state_dict().items():

@@ -253,6 +253,13 @@ def main(argv: list[str] | None = None) -> dict:
         for key, value in evaluation.items()
         if key.removeprefix("eval_") in ("accuracy", "roc_auc", "average_precision", "f1")
     ]  # fmt: skip
+    # MIL and RoI classifiers take bags of tiles or regions (classification_inputs), the others one image
+    one_image_input = model.config.model_type not in ("mil", "roi_attention")
+    usage = (
+        'probabilities = model(**processor("mammogram.dcm")).logits.softmax(-1)'
+        if one_image_input
+        else "# inputs: miram_hf.training.classification.classification_inputs(model.config, processor, images)"
+    )
     card = render_model_card(
         training_args.hub_model_id or Path(training_args.output_dir).name,
         "image-classification",
@@ -264,6 +271,9 @@ def main(argv: list[str] | None = None) -> dict:
          "frozen-backbone epochs": args.frozen_backbone_epochs},
         results=results,
         base_model=args.model_name_or_path,
+        auto_class="AutoModelForImageClassification",
+        usage=usage,
+        pipeline_task="image-classification" if one_image_input else None,
     )  # fmt: skip
     card.save(Path(training_args.output_dir) / "README.md")
     if push_to_hub:

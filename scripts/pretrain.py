@@ -38,7 +38,7 @@ from miram_hf.data import BUILDERS
 from miram_hf.training import parameter_groups
 from miram_hf.training.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from miram_hf.training.hub import push_folder_to_hub
-from miram_hf.training.model_card import render_model_card
+from miram_hf.training.model_card import CITATIONS, render_model_card
 from miram_hf.training.pretraining import (
     JOINT_EMBEDDING_MODELS,
     MASKED_IMAGE_MODELS,
@@ -364,9 +364,32 @@ def write_card(
         "swav": "SwAV: swapped prediction of Sinkhorn-Knopp cluster codes across multi-crop views",
         "vae": "VAE-SSL: a convolutional VAE whose latent (mu, sigma, z) a 228-parameter classifier reads",
     }[args.model_type] + (f", {backbone.model_type} backbone" if backbone is not None else "")
+    if args.model_type == "miram":
+        loading = {}  # the template's: MiramModel features of every patch
+    elif args.model_type == "mae":
+        loading = {
+            "usage": "model.config.mask_ratio = 0.0  # every patch\n"
+            'features = model(**processor("mammogram.dcm")).last_hidden_state',
+            "pipeline_task": None,
+        }
+    elif args.model_type == "vae":
+        loading = {
+            "auto_class": "AutoModelForPreTraining",
+            "pipeline_task": None,
+            "usage": 'outputs = model(**processor("mammogram.dcm"))  # reconstruction, mu, logvar, z\n'
+            "# AutoModelForImageClassification.from_pretrained(..., num_labels=4): the 228-parameter "
+            "classifier",
+        }
+    else:
+        loading = {
+            "auto_class": "AutoModelForPreTraining",
+            "pipeline_task": None,
+            "usage": "classifier = model.backbone_for_image_classification(num_labels=2)  # or the backbone/ folder",
+        }
     card = render_model_card(
-        args.hub_model_id or output_dir.name, "pretraining", data, recipe, architecture=architecture
-    )
+        args.hub_model_id or output_dir.name, "pretraining", data, recipe, architecture=architecture,
+        citations=CITATIONS[args.model_type], **loading,
+    )  # fmt: skip
     card.save(output_dir / "README.md")
 
 

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,10 @@ def test_finetune_a_pretrained_miram_on_phantom_lesions(tmp_path):
     encoder = MiramForPreTraining.from_pretrained(model_path).miram.layers[0].mlp.fc1.weight
     assert not torch.equal(model.miram.layers[0].mlp.fc1.weight, encoder)  # it trained
     assert "model-index" in (output / "README.md").read_text()
+    assert (
+        'AutoModelForImageClassification.from_pretrained("finetuned", trust_remote_code=True)'
+        in (output / "README.md").read_text()
+    )
     assert (output / "preprocessor_config.json").exists()
 
 
@@ -118,6 +123,9 @@ def test_two_stage_mil_finetune_on_tiles_then_evaluate(tmp_path, monkeypatch):
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "mil")
     assert type(model).__name__ == "MilForImageClassification" and type(model.backbone).__name__ == "MiramModel"
     assert not list((tmp_path / "mil").glob("frozen*"))  # stage one leaves nothing behind
+    # bags of tiles are no single image: no pipeline in the folder, the card says how to make the inputs
+    assert "custom_pipelines" not in json.loads((tmp_path / "mil" / "config.json").read_text())
+    assert "classification_inputs" in (tmp_path / "mil" / "README.md").read_text()
 
     results = evaluate_script.main(
         ["--model_path", str(tmp_path / "mil"), "--output_dir", str(tmp_path / "evaluation"), "--num_images", "16",

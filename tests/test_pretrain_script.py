@@ -206,6 +206,9 @@ def test_joint_embedding_methods_pretrain_and_leave_a_ready_backbone(model_type,
     assert (output / "backbone" / "preprocessor_config.json").exists()
     card = (output / "README.md").read_text()
     assert model_type in card and "views" in card
+    assert "AutoModelForPreTraining.from_pretrained" in card and "backbone_for_image_classification" in card
+    assert {"byol": "Bootstrap your own latent", "dino": "Emerging properties", "mocov3": "An empirical study",
+            "simclr": "A simple framework", "swav": "contrasting cluster assignments"}[model_type] in card  # fmt: skip
     assert not (output / "reconstruction.png").exists()
 
 

@@ -60,6 +60,10 @@ PIPELINE_TASKS = {
 }
 
 
+# classifiers of bags of tiles (MIL) or of regions (RoI attention): the pipelines give one image tensor
+MULTI_INPUT_MODEL_TYPES = ("mil", "roi_attention")
+
+
 def add_remote_pipelines(folder: str | Path) -> list[str]:
     """Make the pipelines of this file part of a saved model folder (remote code): copy the file (and the processor
     file it imports) next to the weights and list, in config.json's `custom_pipelines`, the tasks whose model the folder
@@ -74,7 +78,8 @@ def add_remote_pipelines(folder: str | Path) -> list[str]:
     tasks = {
         task: {"impl": f"{pipeline_class.__module__.rsplit('.', 1)[-1]}.{pipeline_class.__name__}", "pt": [auto_class]}
         for task, (pipeline_class, auto_class, native_types) in PIPELINE_TASKS.items()
-        if auto_class in auto_map or config.get("model_type") in native_types
+        if (auto_class in auto_map or config.get("model_type") in native_types)
+        and config.get("model_type") not in MULTI_INPUT_MODEL_TYPES
     }
     if tasks:
         custom_object_save(MammographyImageClassificationPipeline, folder)

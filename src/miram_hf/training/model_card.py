@@ -6,6 +6,30 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 # The card templates live in the repository's model_cards/ (the training scripts run from a checkout).
 TEMPLATES = Path(__file__).resolve().parents[3] / "model_cards"
+MIRAM_CITATION = (
+    "MIRAM: Masked Image Reconstruction Across Multiple Scales for Breast Lesion Risk Prediction (cite the paper as "
+    "published)."
+)
+MAE_CITATION = (
+    'K. He, X. Chen, S. Xie, Y. Li, P. Dollár and R. Girshick, "Masked autoencoders are scalable vision learners", '
+    "CVPR 2022."
+)
+# What to cite for a model of each pretraining method.
+CITATIONS = {
+    "miram": [MIRAM_CITATION, MAE_CITATION],
+    "mae": [MAE_CITATION],
+    "byol": ['J.-B. Grill et al., "Bootstrap your own latent: a new approach to self-supervised learning", '
+             "NeurIPS 2020."],
+    "dino": ['M. Caron et al., "Emerging properties in self-supervised vision transformers", ICCV 2021.'],
+    "mocov3": ['X. Chen, S. Xie and K. He, "An empirical study of training self-supervised vision transformers", '
+               "ICCV 2021."],
+    "simclr": ['T. Chen, S. Kornblith, M. Norouzi and G. Hinton, "A simple framework for contrastive learning of '
+               'visual representations", ICML 2020.'],
+    "swav": ['M. Caron et al., "Unsupervised learning of visual features by contrasting cluster assignments", '
+             "NeurIPS 2020."],
+    "vae": ["The VAE-based self-supervised model for limited-sample mammogram classification (cite the paper as "
+            "published)."],
+}  # fmt: skip
 
 
 def render_model_card(
@@ -19,10 +43,16 @@ def render_model_card(
     template: str = "miram.md",
     architecture: str = "MIRAM: a ViT masked autoencoder with one decoder per reconstruction scale",
     license: str = "apache-2.0",
+    auto_class: str = "AutoModel",
+    usage: str = 'features = model(**processor("mammogram.dcm"), mask_ratio=0.0).last_hidden_state',
+    pipeline_task: str | None = "image-feature-extraction",
+    citations: list[str] | None = None,
 ) -> ModelCard:
     """A card for `model_id`: what it is, the data and recipe actually used, `results` (dicts with dataset_name,
     dataset_type, dataset_split, metric_type, metric_value, task_type) as `model-index`, intended use and limits
-    (research only), how to load it with and without the package."""
+    (research only), how to load it with and without the package (`auto_class`, then the `usage` line, and the
+    `pipeline_task` its folder carries a pipeline for), and what to cite (`citations`, by default MIRAM's and
+    MAE's papers)."""
     template_path = TEMPLATES / template
     if not template_path.is_file():
         raise FileNotFoundError(f"No model card template at {template_path}: run from a miram_hf checkout.")
@@ -60,4 +90,8 @@ def render_model_card(
         training_data=training_data,
         recipe=recipe,
         results=eval_results,
+        auto_class=auto_class,
+        usage=usage,
+        pipeline_task=pipeline_task,
+        citations=citations if citations is not None else CITATIONS["miram"],
     )

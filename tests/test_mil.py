@@ -98,3 +98,14 @@ def test_a_bag_keeps_the_breast_tiles_and_the_heatmap_covers_them(tmp_path):
     path = save_tile_heatmap(image, tiles, weights, tmp_path / "heatmap.png")
     picture = np.asarray(Image.open(path))
     assert picture.ndim == 3 and picture.shape[0] > 100
+
+
+def test_padding_never_reaches_the_backbone_so_batchnorm_ignores_it():
+    backbone = ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    model = MilForImageClassification(
+        MilConfig(backbone_config=backbone, attention_hidden_size=8, num_labels=2)
+    ).train()
+    pixel_values, tile_mask = pad_bags([bag(3)[0], bag(5, seed=1)[0]])
+    other_padding = pixel_values.clone()
+    other_padding[0, 3:] = torch.rand(2, 1, 16, 16)  # only what the mask hides changes
+    torch.testing.assert_close(model(pixel_values, tile_mask).logits, model(other_padding, tile_mask).logits)

@@ -105,6 +105,8 @@ def test_configuration_errors_say_what_to_change():
     with pytest.raises(ValueError, match="divisible by 4"):
         RoiAttentionConfig(backbone_config=Dinov2Config(hidden_size=48, num_attention_heads=4), num_attention_heads=8)
     assert RoiAttentionConfig().backbone_config.model_type == "dinov2"
+    # DINOv2's mask token (masked image modelling) gets no gradient here: DDP must not wait for one
+    assert not tiny_roi().backbone.embeddings.mask_token.requires_grad
 
 
 def phantom() -> np.ndarray:

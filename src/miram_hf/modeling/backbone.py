@@ -48,7 +48,10 @@ def backbone_from_config(config: PretrainedConfig) -> PreTrainedModel:
     so that its weights move into a classifier as they are."""
     if config.model_type == "vit":
         return ViTModel(config, add_pooling_layer=False)
-    return AutoModel.from_config(config)
+    backbone = AutoModel.from_config(config)
+    if config.model_type == "dinov2":  # its mask token serves masked image modelling only: DDP must not wait for it
+        backbone.embeddings.mask_token.requires_grad_(False)
+    return backbone
 
 
 def pooled_features(backbone: PreTrainedModel, pixel_values: torch.Tensor) -> torch.Tensor:

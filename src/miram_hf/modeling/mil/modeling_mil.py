@@ -118,7 +118,10 @@ class MilForImageClassification(MilPreTrainedModel):
         batch, tiles = pixel_values.shape[:2]
         if tile_mask is None:
             tile_mask = pixel_values.new_ones(batch, tiles, dtype=torch.bool)
-        features = pooled_features(self.backbone, pixel_values.flatten(0, 1)).view(batch, tiles, -1)
+        tile_mask = tile_mask.bool()
+        # only the real tiles go through the backbone: padding would shift BatchNorm's batch statistics in training
+        real = pooled_features(self.backbone, pixel_values[tile_mask])  # (tiles in the batch, hidden)
+        features = real.new_zeros(batch, tiles, real.shape[-1]).masked_scatter(tile_mask[..., None], real)
         pooled, weights = self.pooling(features, tile_mask.to(features.dtype))
         logits = self.classifier(self.dropout(pooled))
         loss = self.loss_function(labels, logits, self.config) if labels is not None else None

@@ -130,7 +130,9 @@ class RoiAttentionForImageClassification(RoiAttentionPreTrainedModel):
         if region_mask is None:
             region_mask = torch.ones(batch, regions, dtype=torch.bool, device=pixel_values.device)
         region_mask = region_mask.bool()
-        region_tokens = pooled_features(self.backbone, pixel_values.flatten(0, 1)).view(batch, regions, -1)
+        # only the real regions go through the backbone: padding would shift BatchNorm's batch statistics in training
+        real = pooled_features(self.backbone, pixel_values[region_mask])  # (regions in the batch, hidden)
+        region_tokens = real.new_zeros(batch, regions, real.shape[-1]).masked_scatter(region_mask[..., None], real)
         anchor = pooled_features(self.backbone, anchor_pixel_values)[:, None]  # (batch, 1, hidden)
         # the anchor sits at the centre of the image, a CLS token (position 0) in front of everything
         positions = torch.cat([region_centers.new_full((batch, 1, 2), 0.5), region_centers], dim=1)

@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
     while progress["step"] < max_steps:
         step = progress["step"] + 1
         losses = []
-        if joint_embedding:  # teachers' moving averages and the methods' other schedules follow the step
+        if joint_embedding:  # the methods' schedules follow the step
             unwrapped.start_training_step(step, max_steps)
         for micro_batch in range(accumulation):
             batch = next(stream)
@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None) -> dict:
                 optimizer.zero_grad(set_to_none=True)
             losses.append(loss.detach())
         scheduler.step()
+        if joint_embedding:
+            unwrapped.update_teachers()
         progress["step"] = step
         bar.update(1)
 

@@ -110,16 +110,17 @@ def test_configuration_errors_say_what_to_change():
 
 
 def phantom() -> np.ndarray:
-    """A 200 x 160 breast of intensity 1000 with two bright blobs."""
+    """A 200 x 160 image: a breast of intensity 1000 with two bright blobs, and a brighter burned-in label apart."""
     image = np.zeros((200, 160), dtype=np.uint16)
     image[20:180, :120] = 1000
     rows, columns = np.mgrid[:200, :160]
     for row, column in ((60, 40), (140, 90)):
         image += (3000 * np.exp(-((rows - row) ** 2 + (columns - column) ** 2) / 50)).astype(np.uint16)
+    image[185:195, 135:155] = 6000
     return image
 
 
-def test_the_blob_proposer_finds_the_bright_blobs_first():
+def test_the_blob_proposer_finds_the_breasts_bright_blobs_first_and_not_the_label():
     boxes = IntensityBlobProposer(num_regions=3, region_fraction=0.2)(phantom())
     centres = [((box.top + box.bottom) / 2, (box.left + box.right) / 2) for box in boxes]
     assert len(boxes) == 3 and all(box.height == box.width == 32 for box in boxes)

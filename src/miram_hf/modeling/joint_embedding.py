@@ -145,8 +145,9 @@ class JointEmbeddingPreTrainedModel(PreTrainedModel):
     """Base of the joint-embedding models: a student `backbone` (the base model every method exports), its heads,
     and for BYOL, MoCo v3 and DINO a teacher that follows the student by moving average.
 
-    The training loop calls `start_training_step(step, max_steps)` before each optimizer step's forward passes; the
-    methods' schedules (teacher momentum, DINO's teacher temperature, SwAV's frozen prototypes) follow it.
+    The training loop calls `start_training_step(step, max_steps)` before each optimizer step's forward passes (DINO's
+    teacher temperature and frozen last layer, SwAV's frozen prototypes and queue follow it) and `update_teachers()`
+    after the optimizer step (the teachers' moving average, along the cosine momentum schedule).
     """
 
     base_model_prefix = "backbone"
@@ -184,15 +185,19 @@ class JointEmbeddingPreTrainedModel(PreTrainedModel):
             teacher.requires_grad_(False)
 
     def teacher_momentum(self, step: int) -> float:
-        return cosine_schedule(step, self.max_steps, self.config.momentum)
+        """The momentum after optimizer step `step` (counted from 1): `momentum` after the first, rising to 1 along a
+        half-cosine (DINO's `momentum_schedule[it]`, BYOL's tau at k = it)."""
+        return cosine_schedule(step - 1, self.max_steps, self.config.momentum)
 
     def start_training_step(self, step: int, max_steps: int) -> None:
-        """Before optimizer step `step` (counted from 1) of `max_steps`: the teachers catch up with the student that
-        step `step - 1` left, at the momentum of that step."""
+        """Before optimizer step `step` (counted from 1) of `max_steps`: the schedules that the forward pass reads."""
         self.step, self.max_steps = step, max_steps
-        if step > 1:
-            for teacher, student in self.teacher_pairs():
-                update_moving_average(teacher, student, self.teacher_momentum(step - 1))
+
+    def update_teachers(self) -> None:
+        """After the optimizer step: the teachers take a share of the student's new weights, at this step's momentum
+        (the reference implementations' update after each optimizer step)."""
+        for teacher, student in self.teacher_pairs():
+            update_moving_average(teacher, student, self.teacher_momentum(self.step))
 
     def backbone_for_image_classification(self, **config_kwargs) -> PreTrainedModel:
         """The trained backbone in a new `...ForImageClassification` of its kind (ViT, ResNet or MIRAM) with a fresh

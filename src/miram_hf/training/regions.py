@@ -33,8 +33,9 @@ def ground_truth_boxes(lesions: list[dict]) -> list[Box]:
 
 class IntensityBlobProposer:
     """The `num_regions` brightest blobs of the breast: the image smoothed by a Gaussian (sigma a fraction of its
-    short side), then maxima taken one by one, each suppressing a square of `region_fraction` of the short side
-    around it. Dense masses and calcification clusters are the bright blobs of a mammogram."""
+    short side), then maxima taken one by one inside the breast's box (burned-in labels and markers outside it are
+    often the brightest pixels), each suppressing a square of `region_fraction` of the short side around it. Dense
+    masses and calcification clusters are the bright blobs of a mammogram."""
 
     def __init__(self, num_regions: int = 8, region_fraction: float = 0.2, sigma_fraction: float = 0.02):
         self.num_regions, self.region_fraction, self.sigma_fraction = num_regions, region_fraction, sigma_fraction
@@ -44,6 +45,10 @@ class IntensityBlobProposer:
         side = max(1, round(self.region_fraction * min(unit.shape)))
         sigma = torch.tensor([max(0.5, self.sigma_fraction * min(unit.shape))])
         smooth = gaussian_blur(unit[None, None], sigma)[0, 0]
+        top, bottom, left, right = breast_box(np.asarray(image), float(np.max(image)) or 1.0, 0.1)
+        outside = torch.ones_like(smooth, dtype=torch.bool)
+        outside[top:bottom, left:right] = False
+        smooth[outside] = float("-inf")
         boxes = []
         for _ in range(self.num_regions):
             index = int(smooth.argmax())

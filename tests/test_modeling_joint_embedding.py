@@ -198,6 +198,10 @@ def test_swav_queue_joins_the_sinkhorn_batch_once_filled():
     torch.testing.assert_close(model.queue[1, :4], outputs.embeddings[4:8])
     scores = model.queue_scores(outputs.embeddings, 4)
     assert scores[0].shape == (8, 20)
+    short = tiny_model(SwavConfig, queue_length=2).train()
+    short.start_training_step(1, 10)
+    with pytest.raises(ValueError, match="shorter than a batch of 4"):
+        short(**views(SwavConfig, batch=4))
 
 
 @pytest.mark.parametrize(

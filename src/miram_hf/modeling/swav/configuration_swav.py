@@ -21,8 +21,9 @@ class SwavConfig(JointEmbeddingConfig):
         sinkhorn_iterations (`int`, defaults to 3): Sinkhorn-Knopp iterations.
         crops_for_assign (`list[int]`, defaults to `[0, 1]`): the crops whose codes are predicted.
         freeze_prototypes_steps (`int`, defaults to 313): steps during which the prototypes get no update.
-        queue_length (`int`, defaults to 0): embeddings of earlier batches per assigned crop that join the
-            Sinkhorn batch, for small batches (SwAV: 3840); 0 turns the queue off.
+        queue_length (`int`, defaults to 0): embeddings of earlier batches per assigned crop and per process that
+            join the Sinkhorn batch, for small batches (SwAV: 3840 over all processes, so 3840 / processes here);
+            0 turns the queue off.
         queue_start_step (`int`, defaults to 0): first step that uses the queue (SwAV: epoch 15).
 
     Example:

@@ -64,6 +64,9 @@ class SwavForPreTraining(SwavPreTrainedModel):
         config = self.config
         if not (self.training and config.queue_length and self.step and self.step >= config.queue_start_step):
             return None
+        if config.queue_length < batch:
+            raise ValueError(f"queue_length {config.queue_length} is shorter than a batch of {batch} on this process: "
+                             "make it a multiple of the batch (SwAV: 3840 over every process).")  # fmt: skip
         if self.queue is None:
             self.queue = embeddings.new_zeros(len(config.crops_for_assign), config.queue_length, embeddings.shape[1])
         queue_scores = [None if torch.all(queue[-1] == 0) else queue @ self.prototypes.weight.T for queue in self.queue]

@@ -16,6 +16,8 @@ from transformers import (
     AutoModelForPreTraining,
     ResNetConfig,
     ResNetForImageClassification,
+    Trainer,
+    TrainingArguments,
     ViTConfig,
     ViTForImageClassification,
 )
@@ -30,6 +32,7 @@ from miram_hf import (
     SimclrConfig,
     SwavConfig,
 )
+from miram_hf.training.callbacks import JointEmbeddingCallback
 
 
 def tiny_vit() -> ViTConfig:
@@ -272,3 +275,17 @@ def test_a_saved_folder_loads_without_the_package(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "remote code OK SwavForPreTraining" in result.stdout
+
+
+def test_trainer_drives_the_schedules_and_teachers_through_the_callback(tmp_path):
+    model = tiny_model(ByolConfig)
+    initial = [p.clone() for p in model.teacher_backbone.parameters()]
+    views_of_images = [{"pixel_values": views(ByolConfig, batch=1, seed=seed)["pixel_values"][0]} for seed in range(8)]
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, report_to=[], use_cpu=True,
+        remove_unused_columns=False, save_strategy="no",
+    )  # fmt: skip
+    Trainer(model=model, args=arguments, train_dataset=views_of_images, callbacks=[JointEmbeddingCallback()]).train()
+    assert (model.step, model.max_steps) == (3, 3)
+    assert not all(torch.equal(a, b) for a, b in zip(model.teacher_backbone.parameters(), initial, strict=True))
+    assert not any(p.requires_grad for p in model.teacher_backbone.parameters())

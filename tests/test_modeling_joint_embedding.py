@@ -289,3 +289,15 @@ def test_trainer_drives_the_schedules_and_teachers_through_the_callback(tmp_path
     assert (model.step, model.max_steps) == (3, 3)
     assert not all(torch.equal(a, b) for a, b in zip(model.teacher_backbone.parameters(), initial, strict=True))
     assert not any(p.requires_grad for p in model.teacher_backbone.parameters())
+
+
+@pytest.mark.parametrize("config_class", [ByolConfig, MocoV3Config], ids=lambda c: c.model_type)
+def test_each_view_has_its_own_forward_pass_as_in_the_reference_code(config_class):
+    model = tiny_model(config_class, "resnet").train()  # BatchNorm everywhere: batch statistics per forward pass
+    inputs = views(config_class)
+    torch.manual_seed(0)
+    outputs = model(**inputs)
+    first_view_alone = model.predictor(
+        model.projector(model.backbone(inputs["pixel_values"][:, 0]).pooler_output.flatten(1))
+    )
+    torch.testing.assert_close(outputs.embeddings[:4], first_view_alone)

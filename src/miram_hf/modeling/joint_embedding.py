@@ -130,15 +130,16 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 def cross_view_prediction(model: "JointEmbeddingPreTrainedModel", pixel_values: torch.Tensor) -> JointEmbeddingOutput:
     """BYOL's and MoCo v3's step, on (batch, 2, channels, height, width): the online network's predictions
     (`backbone` -> `projector` -> `predictor`) of each view against the teacher's projections (`teacher_backbone` ->
-    `teacher_projector`) of the other view, through `model.criterion`, both ways."""
-    views = views_first(pixel_values)
-    predictions = model.predictor(model.projector(pooled_features(model.backbone, views)))  # (2 * batch, dim)
+    `teacher_projector`) of the other view, through `model.criterion`, both ways. Each view is its own forward pass,
+    as in the reference code, so that BatchNorm normalises over one view's batch."""
+    view_0, view_1 = pixel_values.unbind(1)
+    prediction_0, prediction_1 = (model.predictor(model.projector(pooled_features(model.backbone, view)))
+                                  for view in (view_0, view_1))  # fmt: skip
     with torch.no_grad():
-        targets = model.teacher_projector(pooled_features(model.teacher_backbone, views))
-    prediction_0, prediction_1 = predictions.chunk(2)
-    target_0, target_1 = targets.chunk(2)
+        target_0, target_1 = (model.teacher_projector(pooled_features(model.teacher_backbone, view))
+                              for view in (view_0, view_1))  # fmt: skip
     loss = model.criterion(prediction_0, target_1) + model.criterion(prediction_1, target_0)
-    return JointEmbeddingOutput(loss=loss, embeddings=predictions)
+    return JointEmbeddingOutput(loss=loss, embeddings=torch.cat([prediction_0, prediction_1]))
 
 
 class JointEmbeddingPreTrainedModel(PreTrainedModel):

@@ -31,7 +31,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
 from miram_hf.data import cross_validation_splits, load_mammography
-from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
+from miram_hf.metrics import classification_metrics
 from miram_hf.training.classification import classification_inputs, collate_classification
 
 logger = logging.getLogger("evaluate")
@@ -125,15 +125,9 @@ def main(argv: list[str] | None = None) -> dict:
     scores = predict(model, processor, rows, args.batch_size)
 
     references = labels.tolist()
-    metrics, undefined = {}, {}
-    for metric in (Accuracy(task), RocAuc(task), AveragePrecision(task), F1(task)):
-        try:
-            metrics.update(
-                metric.compute(predictions=scores.tolist(), references=references, n_bootstrap=args.n_bootstrap)
-            )
-        except ValueError as error:  # e.g. AUC on a split where no label has both outcomes
-            logger.warning("%s is undefined on this split: %s", metric.name, error)
-            undefined[metric.name] = str(error)
+    metrics, undefined = classification_metrics(scores.tolist(), references, task, args.n_bootstrap)
+    for name, reason in undefined.items():
+        logger.warning("%s is undefined on this split: %s", name, reason)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     figures = plot_curves(scores, labels, task, names, args.output_dir)
     results = {

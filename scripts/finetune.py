@@ -36,13 +36,13 @@ from transformers import (
 import miram_hf  # noqa: F401  (registers the models and the processor)
 from miram_hf import MammographyImageProcessor, add_remote_pipelines
 from miram_hf.data import cross_validation_splits, load_mammography
-from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
+from miram_hf.metrics import classification_metrics
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
 from miram_hf.training import parameter_groups
 from miram_hf.training.classification import classification_inputs, collate_classification, image_classifier
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import render_model_card
-from miram_hf.training.pretraining import MODEL_PRESETS, RESNET_PRESETS
+from miram_hf.training.pretraining import is_backbone_preset
 
 logger = logging.getLogger("finetune")
 
@@ -155,15 +155,14 @@ def main(argv: list[str] | None = None) -> dict:
         args.roi_pooling,
     )  # fmt: skip
     has_drop_path = hasattr(model.config, "drop_path_rate")
-    random_init = args.model_name_or_path in MODEL_PRESETS or args.model_name_or_path in RESNET_PRESETS
     processor = None  # a preset has none (and is no Hub id to look one up under)
-    if not random_init:
+    if not is_backbone_preset(args.model_name_or_path):
         try:
             processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
         except OSError:  # a checkpoint without a processor
             pass
     if not isinstance(processor, MammographyImageProcessor):  # e.g. an ImageNet ViT's: keep its normalisation
-        size = args.image_size or getattr(model.config, "image_size", 224)
+        size = getattr(model.config, "image_size", 224)
         statistics = {"image_mean": processor.image_mean, "image_std": processor.image_std} if processor else {}
         processor = MammographyImageProcessor(size={"height": size, "width": size}, **statistics)
     if args.image_size:  # e.g. whole images several tiles wide for MIL
@@ -196,18 +195,14 @@ def main(argv: list[str] | None = None) -> dict:
     validation.set_transform(lambda rows: transform(rows, False))
 
     task = "multi_label" if multi_label else "single_label"
-    metrics = (Accuracy(task), RocAuc(task), AveragePrecision(task), F1(task))
 
     def compute_metrics(prediction) -> dict:
         scores = torch.tensor(prediction.predictions)
         scores = scores.sigmoid() if multi_label else scores.softmax(-1)
         references = prediction.label_ids.astype(int).tolist()
-        results = {}
-        for metric in metrics:
-            try:
-                results.update(metric.compute(predictions=scores.tolist(), references=references, n_bootstrap=100))
-            except ValueError as error:  # e.g. a validation split with one class
-                logger.warning("%s undefined: %s", type(metric).__name__, error)
+        results, undefined = classification_metrics(scores.tolist(), references, task, n_bootstrap=100)
+        for name, reason in undefined.items():  # e.g. a validation split with one class
+            logger.warning("%s undefined: %s", name, reason)
         return results
 
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []

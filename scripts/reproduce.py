@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from miram_hf.data import BUILDERS
-from miram_hf.data.mixtures import IMAGE_LEVEL, LESION_LEVEL
+from miram_hf.data.mixtures import IMAGE_LEVEL, LESION_LEVEL, MIXTURES
 
 logger = logging.getLogger("reproduce")
 SCRIPTS = Path(__file__).resolve().parent
@@ -125,7 +125,7 @@ def placeholders(section: dict) -> set[str]:
 
 def data_dir(dataset: str, folders: dict[str, str]) -> str | None:
     """What --data_dir a script needs for `dataset`: a collection's folder, or a mixture's name=folder list."""
-    if dataset in ("lesions-only", "mgs-and-lesions"):  # the mixture takes what it needs of every folder
+    if dataset in MIXTURES and dataset not in BUILDERS:  # the mixture takes what it needs of every folder
         pretraining = [name for name in folders if name in LESION_LEVEL + IMAGE_LEVEL]
         return ",".join(f"{name}={folders[name]}" for name in pretraining) or None
     return folders.get(dataset)

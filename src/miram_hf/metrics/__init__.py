@@ -1,5 +1,5 @@
 """Offline `evaluate.Metric` modules: accuracy, ROC AUC, average precision and F1 with bootstrap intervals."""
 
-from .classification import F1, Accuracy, AveragePrecision, ClassificationMetric, RocAuc
+from .classification import F1, Accuracy, AveragePrecision, ClassificationMetric, RocAuc, classification_metrics
 
-__all__ = ["Accuracy", "AveragePrecision", "ClassificationMetric", "F1", "RocAuc"]
+__all__ = ["Accuracy", "AveragePrecision", "ClassificationMetric", "F1", "RocAuc", "classification_metrics"]

@@ -139,4 +139,18 @@ def _softmax_if_logits(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-__all__ = ["Accuracy", "AveragePrecision", "ClassificationMetric", "F1", "RocAuc"]
+def classification_metrics(
+    predictions: list, references: list, task: str, n_bootstrap: int = 1000
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Accuracy, ROC AUC, average precision and F1 with their intervals, and, for those undefined on these references
+    (e.g. AUC where no label has both outcomes), the reason, by metric name."""
+    results, undefined = {}, {}
+    for metric in (Accuracy(task), RocAuc(task), AveragePrecision(task), F1(task)):
+        try:
+            results.update(metric.compute(predictions=predictions, references=references, n_bootstrap=n_bootstrap))
+        except ValueError as error:
+            undefined[metric.name] = str(error)
+    return results, undefined
+
+
+__all__ = ["Accuracy", "AveragePrecision", "ClassificationMetric", "F1", "RocAuc", "classification_metrics"]

@@ -18,7 +18,7 @@ from ..modeling.miram import MiramForImageClassification, MiramForPreTraining
 from ..modeling.roi import RoiAttentionConfig, RoiAttentionForImageClassification
 from ..processing import MammographyImageProcessor
 from .bags import image_bag, pad_bags
-from .pretraining import MODEL_PRESETS, RESNET_PRESETS, backbone_preset_config
+from .pretraining import MODEL_PRESETS, backbone_preset_config, is_backbone_preset
 from .regions import IntensityBlobProposer, collate_roi, roi_inputs
 from .views import normalization_statistics
 
@@ -44,25 +44,24 @@ def image_classifier(
     `roi_pooling`, the region encoder of a `RoiAttentionForImageClassification` (a DINOv2 one in the paper). Stochastic
     depth (`drop_path_rate`) applies where the encoder has it (MIRAM).
     """
-    if name_or_path in MODEL_PRESETS or name_or_path in RESNET_PRESETS:
+    if mil_pooling and roi_pooling:
+        raise ValueError("Choose MIL pooling over tiles or RoI attention over regions, not both.")
+    if is_backbone_preset(name_or_path):
         vit_size = {"image_size": image_size} if image_size and name_or_path in MODEL_PRESETS else {}
         config = backbone_preset_config(name_or_path, **vit_size)
         config.update(labelling)
         model = AutoModelForImageClassification.from_config(config)
-    elif AutoConfig.from_pretrained(name_or_path).model_type == "vit_mae":
+    elif (config := AutoConfig.from_pretrained(name_or_path)).model_type == "vit_mae":
         encoder = MiramForPreTraining.from_vit_mae(name_or_path, scales=[1], decoder_attention=["sdpa"]).miram
         config = copy.deepcopy(encoder.config)
         config.update({**labelling, "drop_path_rate": drop_path_rate})
         model = MiramForImageClassification(config)
         model.miram.load_state_dict(encoder.state_dict())
     else:
-        drop_path = {"drop_path_rate": drop_path_rate} if hasattr(AutoConfig.from_pretrained(name_or_path),
-                                                                  "drop_path_rate") else {}  # fmt: skip
+        drop_path = {"drop_path_rate": drop_path_rate} if hasattr(config, "drop_path_rate") else {}
         model = AutoModelForImageClassification.from_pretrained(
             name_or_path, ignore_mismatched_sizes=True, **labelling, **drop_path
         )
-    if mil_pooling and roi_pooling:
-        raise ValueError("Choose MIL pooling over tiles or RoI attention over regions, not both.")
     if mil_pooling:
         wrapper = MilForImageClassification(
             MilConfig(backbone_config=model.config, pooling=mil_pooling, tile_size=tile_size, **labelling)

@@ -81,7 +81,7 @@ def pretraining_config(
     if wrong:
         raise ValueError(f"{sorted(wrong)} are not options of model_type {model_type}.")
     model_config = model_config or ("vae-640x800" if model_type == "vae" else "vit-tiny")
-    if model_config in MODEL_PRESETS or model_config in RESNET_PRESETS or model_config in VAE_PRESETS:
+    if is_backbone_preset(model_config) or model_config in VAE_PRESETS:
         config = preset_config(model_type, model_config, overrides)
     else:
         config = AutoConfig.from_pretrained(model_config, **overrides)
@@ -109,6 +109,11 @@ def preset_config(model_type: str, preset: str, overrides: dict) -> PretrainedCo
     image_size = overrides.get("image_size", PRESET_INPUT["image_size"])
     backbone = backbone_preset_config(preset, **overrides)
     return AutoConfig.for_model(MODEL_TYPES[model_type], backbone_config=backbone, image_size=image_size)
+
+
+def is_backbone_preset(name: str) -> bool:
+    """Whether `name` is a ViT or ResNet preset rather than a checkpoint."""
+    return name in MODEL_PRESETS or name in RESNET_PRESETS
 
 
 def backbone_preset_config(preset: str, **overrides) -> PretrainedConfig:
@@ -299,6 +304,7 @@ def epoch_batches(
 __all__ = [
     "MODEL_PRESETS",
     "backbone_preset_config",
+    "is_backbone_preset",
     "MODEL_TYPES",
     "PretrainingCollator",
     "batches_per_epoch",

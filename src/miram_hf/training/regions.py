@@ -8,7 +8,7 @@ from PIL import Image
 from ..processing import MammographyImageProcessor
 from ..processing.augmentations import gaussian_blur
 from ..processing.image_processing_mammography import breast_box
-from ..processing.patches import Box
+from ..processing.patches import Box, lesion_crop_box
 
 
 def unit_image(image: np.ndarray) -> np.ndarray:
@@ -16,14 +16,6 @@ def unit_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image, dtype=np.float32)
     low, high = float(image.min()), float(image.max())
     return (image - low) / (high - low) if high > low else np.zeros_like(image)
-
-
-def square_box(row: float, column: float, side: int, shape: tuple[int, int]) -> Box:
-    """A `side` x `side` box centred on (row, column), shifted inside an image of `shape` (and no larger than it)."""
-    height, width = min(side, shape[0]), min(side, shape[1])
-    top = int(min(max(0, round(row - height / 2)), shape[0] - height))
-    left = int(min(max(0, round(column - width / 2)), shape[1] - width))
-    return Box(top, left, top + height, left + width)
 
 
 def ground_truth_boxes(lesions: list[dict]) -> list[Box]:
@@ -54,7 +46,8 @@ class IntensityBlobProposer:
             index = int(smooth.argmax())
             if smooth.flatten()[index] == float("-inf"):
                 break
-            box = square_box(index // unit.shape[1], index % unit.shape[1], side, tuple(unit.shape))
+            row, column = divmod(index, unit.shape[1])  # a `side` square around the maximum, moved inside the image
+            box = lesion_crop_box(tuple(unit.shape), Box(row, column, row + 1, column + 1), context=0, min_size=side)
             smooth[box.top : box.bottom, box.left : box.right] = float("-inf")
             boxes.append(box)
         return boxes
@@ -123,5 +116,4 @@ __all__ = [
     "ZeroShotDetectionProposer",
     "collate_roi",
     "roi_inputs",
-    "square_box",
 ]

@@ -5,11 +5,21 @@ import pytest
 import torch
 from dicom_factory import breast_image, cbis_ddsm_dicom
 from PIL import Image
+from scipy import ndimage
 from transformers import AutoImageProcessor
 
 from miram_hf import MammographyImageProcessor, MiramConfig
+from miram_hf.data.synthetic import generate_phantom
 from miram_hf.processing import read_mammogram
-from miram_hf.processing.image_processing_mammography import MASK_SIDE, breast_box, to_array, to_unit_tensor
+from miram_hf.processing.image_processing_mammography import (
+    MASK_SIDE,
+    box_mean,
+    breast_box,
+    coarse_breast_mask,
+    reduction_factor,
+    resample,
+    to_array,
+)
 
 PLAIN = dict(do_breast_crop=False, do_flip=False, do_normalize=False)
 
@@ -48,7 +58,8 @@ def test_intensities_scale_by_the_real_bit_depth():
     assert to_array(twelve_bit)[1] == 4095  # 12 bits: the smallest depth that holds 4095
     eight_bit = np.array([[0, 255]], dtype=np.uint8)
     assert to_array(eight_bit)[1] == 255
-    torch.testing.assert_close(to_unit_tensor(*to_array(eight_bit)), torch.tensor([[0.0, 1.0]]))
+    out = MammographyImageProcessor(size={"height": 1, "width": 2}, **PLAIN)(eight_bit)["pixel_values"]
+    torch.testing.assert_close(out, torch.tensor([[[[0.0, 1.0]]]]))
 
 
 def test_breast_crop_leaves_out_a_burned_in_label():
@@ -65,7 +76,8 @@ def test_flip_puts_the_chest_wall_on_the_left():
     processor = MammographyImageProcessor(size={"height": 64, "width": 64}, do_breast_crop=False, do_normalize=False)
     out = processor(right_breast)["pixel_values"][0, 0]
     assert out[:, :32].sum() > out[:, 32:].sum()
-    torch.testing.assert_close(out, to_unit_tensor(*to_array(right_breast)).flip(-1))
+    array, top_value = to_array(right_breast)
+    torch.testing.assert_close(out, torch.from_numpy(array / top_value).float().flip(-1))
 
 
 def test_keep_aspect_ratio_pads_with_background_away_from_the_chest_wall():
@@ -87,6 +99,35 @@ def test_multi_scale_targets_come_from_the_native_resolution():
     np.testing.assert_allclose(fine[0, 0].numpy() * 65535, checkerboard, atol=0.05)  # the native detail
     upsampled = torch.nn.functional.interpolate(base, scale_factor=2, mode="bilinear")
     assert (fine - upsampled).abs().mean() > 0.3  # an upsampled copy would hold none of it
+
+
+def test_box_mean_averages_blocks_and_the_shorter_blocks_at_the_edges():
+    array = np.random.default_rng(0).integers(0, 65535, size=(11, 7), dtype=np.uint16)
+    expected = [[array[r : r + 3, c : c + 3].mean() for c in range(0, 7, 3)] for r in range(0, 11, 3)]
+    np.testing.assert_allclose(box_mean(array, 3).numpy(), expected, rtol=1e-6)
+    torch.testing.assert_close(box_mean(array, 1), torch.from_numpy(array.astype(np.float32)))
+
+
+def test_large_reductions_start_with_block_means_and_match_the_direct_resize():
+    image = generate_phantom(0, height=2048, width=1536).image
+    assert reduction_factor(image.shape, [(64, 48)]) == 10  # leaves the antialiased resize a reduction of 3.2
+    assert reduction_factor(image.shape, [(64, 48), (640, 480)]) == 1  # the largest output decides
+    processor = MammographyImageProcessor(size={"height": 64, "width": 48}, **PLAIN)
+    direct = resample(torch.from_numpy(image.astype(np.float32)), 64, 48) / 65535
+    difference = (processor(image)["pixel_values"][0, 0] - direct).abs()
+    assert difference.mean() < 2e-3 and difference.max() < 0.05, (difference.mean(), difference.max())
+
+
+def test_the_largest_component_is_the_largest_four_connected_region():
+    rng = np.random.default_rng(0)
+    spiral = np.zeros((15, 15), dtype=bool)  # one region whose paths take many turns
+    spiral[1, 1:14] = spiral[1:14, 13] = spiral[13, 1:14] = spiral[3:14, 1] = spiral[3, 1:12] = spiral[3:12, 11] = True
+    for mask in [spiral, *(rng.random((40, 30)) < 0.55 for _ in range(20))]:
+        image = mask.astype(np.uint16) * 60000 + 100
+        found, step = coarse_breast_mask(image, 65535, threshold=0.1)
+        labels, count = ndimage.label(mask)  # 4-connected by default
+        largest = labels == np.bincount(labels.ravel(), minlength=count + 1)[1:].argmax() + 1
+        assert step == 1 and np.array_equal(found, largest)
 
 
 def test_normalisation_and_three_channels():

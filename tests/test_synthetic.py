@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 from sklearn.linear_model import LogisticRegression
 
 from miram_hf.data.synthetic import MARGIN_NAMES, PATHOLOGY_NAMES, generate_phantom, power_law_texture
-from miram_hf.processing.image_processing_mammography import _resample, to_unit_tensor
+from miram_hf.processing.image_processing_mammography import resample
 from miram_hf.processing.patches import Box, lesion_crop_box
 
 
@@ -63,8 +64,8 @@ def test_a_small_classifier_learns_the_pathology_of_lesion_crops():
         phantom = generate_phantom(seed, height=256, width=192, max_lesions=1)
         for lesion in phantom.lesions:
             box = lesion_crop_box(phantom.image.shape, Box(*lesion.box), context=0.5, min_size=24)
-            crop = to_unit_tensor(box.crop(phantom.image), 65535)
-            pixels = _resample(crop, 24, 24).numpy().ravel()
+            crop = torch.from_numpy(box.crop(phantom.image).astype(np.float32))
+            pixels = resample(crop, 24, 24).numpy().ravel()
             features.append((pixels - pixels.mean()) / pixels.std())
             labels.append(lesion.pathology)
     features, labels = np.array(features), np.array(labels)

@@ -1,7 +1,8 @@
 """MammographyImageProcessor: DICOM paths, `Mammogram`s, arrays, tensors or PIL images in; model-ready tensors out.
 
 Imports only numpy, torch, PIL, pydicom, transformers and its sibling, so that a saved processor loads with
-`trust_remote_code=True`. Resampling is float32 torch code: a 16-bit mammogram never passes through 8-bit PIL.
+`trust_remote_code=True`. Resampling is in float32 (block means, then torch's antialiased bilinear): a 16-bit
+mammogram never passes through 8-bit PIL.
 """
 
 import math
@@ -16,6 +17,10 @@ from .reading import Mammogram, read_mammogram
 
 # The breast is found on a copy at most this many pixels on its longer side.
 MASK_SIDE = 64
+# A large reduction starts with block means (`box_mean`) down to at least this many times the output size; the
+# antialiased bilinear resize does the rest. With PIL's `reducing_gap` of 3 the result "is indistinguishable from
+# fair resampling in most cases"; tested against the direct resize.
+REDUCING_GAP = 3
 
 
 class MammographyImageProcessor(BaseImageProcessor):
@@ -29,7 +34,8 @@ class MammographyImageProcessor(BaseImageProcessor):
        of the intensity range on a downsampled copy), which leaves out labels and burned-in text;
     3. `do_flip`: flip horizontally so that the chest wall (the side with more tissue) is on the left;
     4. `do_resize`: to `size` = {"height", "width"}, keeping the aspect ratio and padding with background
-       (`keep_aspect_ratio`) or stretching; float32 bilinear with antialiasing;
+       (`keep_aspect_ratio`) or stretching; float32 bilinear with antialiasing, after block means
+       (`box_mean`) when the image is more than 2 x REDUCING_GAP times larger than the output;
     5. `do_normalize`: `(x - image_mean) / image_std`;
     6. `num_channels` 1, or 3 (repeated) for ImageNet-initialised backbones.
 
@@ -113,16 +119,15 @@ class MammographyImageProcessor(BaseImageProcessor):
         if self.do_breast_crop:  # on the integer array: only the breast is converted to float
             top, bottom, left, right = breast_box(array, top_value, self.breast_threshold)
             array = array[top:bottom, left:right]
-        # float32 in the native range: the scaling to [0, 1] waits for the (smaller) resized image
-        pixels = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        sizes = [(self.size["height"] * scale, self.size["width"] * scale) for scale in scales]
+        fitted = [self.fitted_size(array.shape, *size) if self.keep_aspect_ratio else size for size in sizes]
+        # float32 in the native range, block-averaged first when the resize reduces a lot; the scaling to [0, 1]
+        # waits for the (smaller) resized image
+        pixels = box_mean(array, reduction_factor(array.shape, fitted) if self.do_resize else 1)
         flip = None
         results = []
-        for scale in scales:
-            height, width = self.size["height"] * scale, self.size["width"] * scale
-            resized = pixels
-            if self.do_resize:
-                fitted = self.fitted_size(pixels.shape, height, width) if self.keep_aspect_ratio else (height, width)
-                resized = _resample(pixels, *fitted)
+        for (height, width), fitted_size in zip(sizes, fitted, strict=True):
+            resized = resample(pixels, *fitted_size) if self.do_resize else pixels
             resized = (resized * (1.0 / top_value)).clamp_(0, 1)
             if flip is None:  # decided once, on the first (smallest) output: cheaper than on the native image
                 flip = self.do_flip and chest_wall_on_right(resized)
@@ -159,7 +164,7 @@ def _scalar(value: float | list[float]) -> float:
     return float(value)
 
 
-def _resample(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def resample(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Float32 bilinear resampling, antialiased when reducing."""
     if tuple(pixels.shape) == (height, width):
         return pixels
@@ -167,6 +172,35 @@ def _resample(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
         pixels[None, None], size=(height, width), mode="bilinear", align_corners=False, antialias=True
     )
     return resized[0, 0]
+
+
+def reduction_factor(shape: tuple[int, int], sizes: list[tuple[int, int]]) -> int:
+    """The largest block size for `box_mean` that leaves every resize to `sizes` a reduction of at least
+    REDUCING_GAP: the antialiased resize then still shapes the result, as with PIL's `reducing_gap`."""
+    smallest_reduction = min(min(shape[0] / height, shape[1] / width) for height, width in sizes)
+    return max(1, int(smallest_reduction // REDUCING_GAP))
+
+
+def box_mean(array: np.ndarray, factor: int) -> torch.Tensor:
+    """(H, W) array -> float32 tensor of the means of its factor x factor blocks (the blocks at the bottom and right
+    edges average the pixels they hold). The native image is read once, each block of rows summed into one float32
+    row, and never converted to float32 as a whole: that would cost more than the resize."""
+    if factor == 1:
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    height, width = array.shape
+    full_blocks = height // factor
+    row_sums = np.empty((-(-height // factor), width), dtype=np.float32)
+    blocks = array[: full_blocks * factor].reshape(full_blocks, factor, width)
+    np.sum(blocks, axis=1, dtype=np.float32, out=row_sums[:full_blocks])
+    if full_blocks < len(row_sums):
+        row_sums[-1] = array[full_blocks * factor :].sum(axis=0, dtype=np.float32)
+    sums = np.zeros((len(row_sums), -(-width // factor)), dtype=np.float32)
+    for offset in range(min(factor, width)):  # the row sums are small: strided columns cost less than a reshape
+        strided = row_sums[:, offset::factor]
+        sums[:, : strided.shape[1]] += strided
+    row_counts = np.minimum(factor, height - factor * np.arange(sums.shape[0], dtype=np.float32))
+    column_counts = np.minimum(factor, width - factor * np.arange(sums.shape[1], dtype=np.float32))
+    return torch.from_numpy(sums / np.outer(row_counts, column_counts))
 
 
 def to_array(image) -> tuple[np.ndarray, float]:
@@ -210,12 +244,6 @@ def for_processing_to_attenuation(pixels: np.ndarray, top_value: float) -> np.nd
     return (1.0 - np.log1p(pixels.astype(np.float32)) / np.log1p(top_value)).astype(np.float32)
 
 
-def to_unit_tensor(array: np.ndarray, top_value: float) -> torch.Tensor:
-    """(H, W) array -> float32 tensor in [0, 1]."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    return tensor.to(torch.float32).mul_(1.0 / top_value).clamp_(0, 1)
-
-
 def _to_2d(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         return array
@@ -232,11 +260,11 @@ def _to_2d(array: np.ndarray) -> np.ndarray:
     return colour.astype(np.float32).mean(axis=channel_axis)
 
 
-def coarse_breast_mask(array: np.ndarray, top_value: float, threshold: float) -> tuple[torch.Tensor | None, int]:
+def coarse_breast_mask(array: np.ndarray, top_value: float, threshold: float) -> tuple[np.ndarray | None, int]:
     """The largest connected region brighter than `threshold` of the intensity range, on a copy of `array` taken
     every `step` pixels (at most MASK_SIDE long): (mask, step). The mask is None when nothing stands out."""
     step = max(1, math.ceil(max(array.shape) / MASK_SIDE))
-    small = to_unit_tensor(array[::step, ::step], top_value)
+    small = array[::step, ::step].astype(np.float32) / top_value
     low, high = small.min(), small.max()
     if high - low < 1e-6:
         return None, step
@@ -250,30 +278,35 @@ def breast_box(array: np.ndarray, top_value: float, threshold: float) -> tuple[i
     mask, step = coarse_breast_mask(array, top_value, threshold)
     if mask is None:
         return 0, height, 0, width
-    rows, cols = mask.any(dim=1).nonzero(), mask.any(dim=0).nonzero()
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     top, bottom = max(0, int(rows[0]) * step - step), min(height, (int(rows[-1]) + 1) * step)
     left, right = max(0, int(cols[0]) * step - step), min(width, (int(cols[-1]) + 1) * step)
     return top, bottom, left, right
 
 
-def _largest_component(mask: torch.Tensor) -> torch.Tensor:
-    """The largest 4-connected component of a boolean mask, by label propagation: every pixel takes the largest label
-    among itself and its 4 neighbours until nothing changes (as many rounds as the component is long)."""
-    labels = torch.where(mask, torch.arange(1, mask.numel() + 1, dtype=torch.float32).reshape(mask.shape), 0.0)
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected component of a boolean mask, by label propagation: every run of foreground pixels
+    along a row, then along a column, takes the largest label in it, until nothing changes (as many rounds as a path
+    inside a component takes turns)."""
+    labels = np.where(mask, np.arange(1, mask.size + 1).reshape(mask.shape), 0)
     while True:
-        updated = torch.where(mask, torch.maximum(labels, _neighbour_max(labels)), 0.0)
-        if torch.equal(updated, labels):
+        updated = _spread_along_rows(_spread_along_rows(labels, mask).T, mask.T).T
+        if np.array_equal(updated, labels):
             break
         labels = updated
-    values, counts = labels[mask].unique(return_counts=True)
+    values, counts = np.unique(labels[mask], return_counts=True)
     return labels == values[counts.argmax()]
 
 
-def _neighbour_max(labels: torch.Tensor) -> torch.Tensor:
-    padded = torch.nn.functional.pad(labels[None, None], (1, 1, 1, 1))[0, 0]
-    return torch.stack(
-        [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]],
-    ).amax(dim=0)
+def _spread_along_rows(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Every run of True in `mask` along a row gets the largest of its `labels`."""
+    run_starts = mask.copy()
+    run_starts[:, 1:] &= ~mask[:, :-1]
+    starts = np.flatnonzero(run_starts[mask])  # runs are consecutive in the row-major order of the masked labels
+    maxima = np.maximum.reduceat(labels[mask], starts)
+    spread = np.zeros_like(labels)
+    spread[mask] = np.repeat(maxima, np.diff(starts, append=int(mask.sum())))
+    return spread
 
 
 def chest_wall_on_right(pixels: torch.Tensor) -> bool:

@@ -95,7 +95,7 @@ def breast_mask(array: np.ndarray, top_value: float, threshold: float = 0.1) -> 
     coarse, step = coarse_breast_mask(array, top_value, threshold)
     if coarse is None:
         return np.zeros(array.shape, dtype=bool)
-    mask = coarse.numpy().repeat(step, axis=0).repeat(step, axis=1)[: array.shape[0], : array.shape[1]]
+    mask = coarse.repeat(step, axis=0).repeat(step, axis=1)[: array.shape[0], : array.shape[1]]
     low, high = float(array.min()), float(array.max())
     return mask & (array > low + threshold * (high - low))
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import send_to_device, set_seed
+from accelerate.utils import DistributedType, send_to_device, set_seed
 from PIL import Image
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
@@ -50,6 +50,7 @@ from miram_hf.training.pretraining import (
     PretrainingCollator,
     batches_per_epoch,
     epoch_batches,
+    fsdp_units,
     mask_noise,
     pretraining_config,
     pretraining_dataset,
@@ -179,6 +180,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     warmup_steps = args.warmup_steps if args.warmup_steps is not None else round(0.05 * max_steps)
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, max_steps)
+    fsdp_plugin = accelerator.state.fsdp_plugin if accelerator.distributed_type == DistributedType.FSDP else None
+    if fsdp_plugin is not None and fsdp_plugin.transformer_cls_names_to_wrap is None:
+        fsdp_plugin.transformer_cls_names_to_wrap = fsdp_units(model)
     # stepped here once per optimizer step, not through accelerate (which steps a prepared one once per process)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
@@ -281,15 +285,18 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator.wait_for_everyone()
     per_process = accelerator.gather(torch.tensor([[seen["images"], seen["pixel_crc32"]]], device=accelerator.device))
     progress["processes"] = [{"images": images, "pixel_crc32": crc} for images, crc in per_process.tolist()]
-    unwrapped.save_pretrained(
-        output_dir, is_main_process=accelerator.is_main_process, state_dict=accelerator.get_state_dict(model)
-    )
+    state_dict = accelerator.get_state_dict(model)  # every process: FSDP gathers the shards
     if masked:
         log_reconstruction(accelerator, model, preview, output_dir / "reconstruction.png", args.seed, max_steps)
     if accelerator.is_main_process:
+        # saved from a fresh model: FSDP leaves shards in the trained one and changes its class (save_pretrained would
+        # then name torch's FSDP class in config.json and copy its modules as the remote code)
+        trained = pretraining_model(config)
+        trained.load_state_dict(state_dict)
+        trained.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
         if joint_embedding:  # what finetune.py takes: the backbone with a fresh classification head
-            unwrapped.backbone_for_image_classification().save_pretrained(output_dir / "backbone")
+            trained.backbone_for_image_classification().save_pretrained(output_dir / "backbone")
             processor.save_pretrained(output_dir / "backbone")
             add_remote_pipelines(output_dir / "backbone")
         add_remote_pipelines(output_dir)

@@ -29,11 +29,14 @@ WITHOUT_MIRAM_HF = textwrap.dedent(
 )
 
 
-def launch_on_two_cpu_processes(script: Path, *arguments: str, pythonpath: Path | None = None) -> None:
-    """Run `script` as `accelerate launch` runs it on two machines' worth of processes, on the CPU (gloo)."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
-               *arguments]  # fmt: skip
+def launch_on_two_cpu_processes(
+    script: Path, *arguments: str, pythonpath: Path | None = None, config_file: Path | None = None
+) -> None:
+    """Run `script` as `accelerate launch` runs it on two machines' worth of processes, on the CPU (gloo); with
+    `config_file`, as that accelerate config (its process count and precision replaced) sets it up."""
+    setup = ["--config_file", str(config_file)] if config_file else ["--multi_gpu", "--num_machines", "1"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", *setup, "--num_processes", "2",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(script), *arguments]  # fmt: skip
     environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     if pythonpath is not None:
         environment["PYTHONPATH"] = os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")])

@@ -20,10 +20,12 @@ from transformers import (
 )
 
 from miram_hf import MammoVaeConfig
-from miram_hf.training.checkpointing import latest_checkpoint
+from miram_hf.training.checkpointing import latest_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).parents[1]
 SCRIPT = ROOT / "scripts" / "pretrain.py"
+FSDP_CONFIG = ROOT / "configs" / "accelerate" / "fsdp.yaml"
+FSDP_ON_CPU = ROOT / "tests" / "fsdp_on_cpu.py"
 spec = importlib.util.spec_from_file_location("pretrain_script", SCRIPT)
 pretrain = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(pretrain)
@@ -107,6 +109,25 @@ def test_a_crash_while_saving_keeps_latest_on_the_last_complete_checkpoint(strai
     assert not list((output / "checkpoints").glob(".partial-*"))
 
 
+def test_every_process_has_written_its_files_before_a_checkpoint_is_renamed_into_place(tmp_path):
+    partial = tmp_path / ".partial-checkpoint-1"
+
+    class MainProcess:  # records what it is asked to do, and whether the checkpoint was still being written
+        is_main_process = True
+        events = []
+
+        def save_state(self, folder: str) -> None:
+            self.events.append("save_state")
+
+        def wait_for_everyone(self) -> None:
+            self.events.append("barrier while writing" if partial.exists() else "barrier")
+
+    accelerator = MainProcess()
+    save_checkpoint(accelerator, tmp_path, 1, {"step": 1})
+    assert accelerator.events == ["barrier while writing", "save_state", "barrier while writing", "barrier"]
+    assert latest_checkpoint(tmp_path).name == "checkpoint-1"
+
+
 def test_mae_pretrains_as_transformers_vit_mae(tmp_path):
     config = ViTMAEConfig(
         image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -152,21 +173,69 @@ def test_a_streamed_dataset_needs_max_steps(tmp_path):
         pretrain.main(["--dataset", str(tmp_path), "--streaming", "--output_dir", str(tmp_path / "out")])
 
 
-def test_two_processes_train_on_different_data_through_accelerate_launch(tmp_path):
-    config_dir = tiny_config_dir(tmp_path / "config")
-    launch_on_two_cpu_processes(
-        SCRIPT, *arguments(config_dir, tmp_path / "out", tmp_path / "cache"), "--max_steps", "2", "--save_steps", "2"
-    )
-    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory) -> tuple[Path, Path]:
+    """Three steps on two CPU processes through `accelerate launch` (DDP), checkpoints at 2 and 3."""
+    root = tmp_path_factory.mktemp("two_processes")
+    launch_on_two_cpu_processes(SCRIPT, *two_process_arguments(root, root / "ddp"))
+    return root, root / "ddp"
+
+
+def two_process_arguments(root: Path, output_dir: Path, *extra: str) -> list[str]:
+    config_dir = root / "config" if (root / "config").is_dir() else tiny_config_dir(root / "config")
+    return [*arguments(config_dir, output_dir, root / "cache"), "--max_steps", "3", "--save_steps", "2", *extra]
+
+
+def test_two_processes_train_on_different_data_through_accelerate_launch(two_process_run):
+    _, output = two_process_run
+    state = json.loads((output / "trainer_state.json").read_text())
     first, second = state["processes"]
-    assert first["images"] == second["images"] == 8  # 2 steps x 4 images on each process
+    assert first["images"] == second["images"] == 12  # 3 steps x 4 images on each process
     assert first["pixel_crc32"] != second["pixel_crc32"]  # ... and not the same images
-    model = AutoModelForPreTraining.from_pretrained(tmp_path / "out")
+    model = AutoModelForPreTraining.from_pretrained(output)
     assert type(model).__name__ == "MiramForPreTraining"
-    assert sorted(p.name for p in (tmp_path / "out" / "checkpoints" / "checkpoint-2").glob("random_states_*")) == [
+    assert sorted(p.name for p in (output / "checkpoints" / "checkpoint-2").glob("random_states_*")) == [
         "random_states_0.pkl",
         "random_states_1.pkl",
     ]
+
+
+def test_fsdp_shards_trains_as_ddp_and_resumes_exactly(two_process_run, tmp_path):
+    """configs/accelerate/fsdp.yaml on two CPU processes: FSDP2 over gloo, as on GPUs over NCCL."""
+    root, ddp = two_process_run
+
+    def fsdp(output_dir: Path, *extra: str) -> None:
+        arguments = two_process_arguments(root, output_dir, *extra)
+        launch_on_two_cpu_processes(FSDP_ON_CPU, str(SCRIPT), *arguments, config_file=FSDP_CONFIG)
+
+    fsdp(tmp_path / "straight")
+    assert (tmp_path / "straight" / "checkpoints" / "checkpoint-2" / "pytorch_model_fsdp_0").is_dir()  # sharded
+    auto_map = json.loads((tmp_path / "straight" / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModelForPreTraining"] == "modeling_miram.MiramForPreTraining"  # not torch's FSDP class
+    assert (tmp_path / "straight" / "modeling_miram.py").is_file()
+    assert not list((tmp_path / "straight").glob("_fsdp*.py"))
+    weights = load_file(tmp_path / "straight" / "model.safetensors")
+    for name, ddp_weight in load_file(ddp / "model.safetensors").items():
+        torch.testing.assert_close(weights[name], ddp_weight, atol=1e-5, rtol=1e-4, msg=name)
+
+    resumed = tmp_path / "resumed" / "checkpoints"
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "checkpoint-2", resumed / "checkpoint-2")
+    fsdp(tmp_path / "resumed", "--resume_from_checkpoint", "latest")
+    for name, weight in load_file(tmp_path / "resumed" / "model.safetensors").items():
+        torch.testing.assert_close(weight, weights[name], atol=0, rtol=0, msg=name)
+
+
+def test_fsdp_pretrains_a_joint_embedding_method_with_batch_norm_heads(tmp_path):
+    config_dir = joint_embedding_config_dir(tmp_path / "config", "byol")  # ResNet backbone, BatchNorm in the heads
+    arguments = ["--model_type", "byol", "--model_config", str(config_dir), "--output_dir", str(tmp_path / "out"),
+                 "--cache_dir", str(tmp_path / "cache"), "--num_images", "8", "--per_device_train_batch_size", "4",
+                 "--max_steps", "2", "--report_to", "none"]  # fmt: skip
+    launch_on_two_cpu_processes(FSDP_ON_CPU, str(SCRIPT), *arguments, config_file=FSDP_CONFIG)
+    model = AutoModelForPreTraining.from_pretrained(tmp_path / "out")
+    assert type(model).__name__ == "ByolForPreTraining"
+    assert type(AutoModelForImageClassification.from_pretrained(tmp_path / "out" / "backbone")).__name__ == (
+        "ResNetForImageClassification"
+    )
 
 
 def joint_embedding_config_dir(path: Path, model_type: str) -> Path:

@@ -7,6 +7,7 @@ family folder Hub-portable (`trust_remote_code=True` with only transformers inst
 """
 
 import torch
+from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel, ViTModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -54,6 +55,14 @@ def backbone_from_config(config: PretrainedConfig) -> PreTrainedModel:
     return backbone
 
 
+def input_embeddings(backbone: PreTrainedModel) -> nn.Module:
+    """The module that embeds the pixels: a ViT's / DINOv2's / MIRAM's patch embedding, a ResNet's stem (which
+    transformers does not name, though accelerate's FSDP asks every model for its input embeddings)."""
+    if backbone.config.model_type == "resnet":
+        return backbone.embedder
+    return backbone.get_input_embeddings()
+
+
 def pooled_features(backbone: PreTrainedModel, pixel_values: torch.Tensor) -> torch.Tensor:
     """(batch, hidden): a ResNet's globally averaged last stage, or the CLS token after a ViT's / DINOv2's / MIRAM's
     final norm (every patch kept). Images of another size than the position table interpolate it."""
@@ -72,5 +81,6 @@ __all__ = [
     "backbone_config_from",
     "backbone_from_config",
     "backbone_hidden_size",
+    "input_embeddings",
     "pooled_features",
 ]

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .backbone import BackboneConfigMixin, backbone_config_from, pooled_features
+from .backbone import BackboneConfigMixin, backbone_config_from, input_embeddings, pooled_features
 
 
 class JointEmbeddingConfig(BackboneConfigMixin, PretrainedConfig):
@@ -162,6 +162,9 @@ class JointEmbeddingPreTrainedModel(PreTrainedModel):
         super().__init__(config)
         self.step: int | None = None
         self.max_steps: int | None = None
+
+    def get_input_embeddings(self) -> nn.Module:
+        return input_embeddings(self.backbone)
 
     def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(teacher, student) module pairs of the methods with a moving-average teacher."""

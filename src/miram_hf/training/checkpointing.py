@@ -33,6 +33,7 @@ def save_checkpoint(
         partial.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()  # every process writes its own files (random states, shards) before the rename
     if accelerator.is_main_process:
         _write_atomically(partial / PROGRESS, json.dumps(progress, indent=1))
         if final.exists():  # a checkpoint of an earlier run of this step: replaced as a whole

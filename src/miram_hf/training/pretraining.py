@@ -139,6 +139,21 @@ def pretraining_model(config: PretrainedConfig) -> PreTrainedModel:
 
 
 @torch.no_grad()
+def fsdp_units(model: PreTrainedModel) -> list[str]:
+    """The module classes that FSDP shards one unit each: the model's `_no_split_modules` (its transformer blocks,
+    embeddings) less those around its input embeddings. accelerate's FSDP2 makes the input embeddings a unit of their
+    own, which fails once a unit around them (ViTMAEEmbeddings, MiramEmbeddings) holds their parameters."""
+    try:
+        embeddings = model.get_input_embeddings()
+    except NotImplementedError:
+        embeddings = None
+    present = {type(module).__name__ for module in model.modules()}
+    around_embeddings = {
+        type(module).__name__ for module in model.modules() if any(sub is embeddings for sub in module.modules())
+    }
+    return sorted(name for name in model._no_split_modules or [] if name in present and name not in around_embeddings)
+
+
 def initialize_vit_mae(model: PreTrainedModel) -> None:
     """MAE's initialisation of what `ViTMAEForPreTraining(config)` leaves at zero in transformers 5.x (its
     `initialize_weights` returns early once the patch projection is flagged initialised, and `_init_weights` zeroes
@@ -302,6 +317,7 @@ def epoch_batches(
 
 
 __all__ = [
+    "fsdp_units",
     "MODEL_PRESETS",
     "backbone_preset_config",
     "is_backbone_preset",

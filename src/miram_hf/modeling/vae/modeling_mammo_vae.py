@@ -83,6 +83,10 @@ class MammoVaePreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The first convolution: accelerate's FSDP asks every model for its input embeddings."""
+        return self.encoder.convolutions[0]
+
 
 def sample_latent(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """z = mu + sigma * epsilon, epsilon ~ N(0, I) (the reparameterisation trick)."""

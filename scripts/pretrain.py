@@ -183,6 +183,13 @@ def main(argv: list[str] | None = None) -> dict:
     fsdp_plugin = accelerator.state.fsdp_plugin if accelerator.distributed_type == DistributedType.FSDP else None
     if fsdp_plugin is not None and fsdp_plugin.transformer_cls_names_to_wrap is None:
         fsdp_plugin.transformer_cls_names_to_wrap = fsdp_units(model)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no dataloader goes through prepare: say it here
+        accelerator.state.deepspeed_plugin.deepspeed_config.update(
+            train_micro_batch_size_per_gpu=batch_size,
+            train_batch_size=global_batch,
+            gradient_accumulation_steps=accumulation,
+            gradient_clipping=args.max_grad_norm,
+        )
     # stepped here once per optimizer step, not through accelerate (which steps a prepared one once per process)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
@@ -305,6 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
         (output_dir / "trainer_state.json").write_text(json.dumps(progress, indent=1))
         if args.push_to_hub:
             push_folder_to_hub(output_dir, args.hub_model_id, commit_message=f"Pretrained {max_steps} steps")
+    accelerator.wait_for_everyone()  # tearing the process group down while the main process still saves can hang
     accelerator.end_training()
     return progress
 

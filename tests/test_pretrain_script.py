@@ -25,7 +25,8 @@ from miram_hf.training.checkpointing import latest_checkpoint, save_checkpoint
 ROOT = Path(__file__).parents[1]
 SCRIPT = ROOT / "scripts" / "pretrain.py"
 FSDP_CONFIG = ROOT / "configs" / "accelerate" / "fsdp.yaml"
-FSDP_ON_CPU = ROOT / "tests" / "fsdp_on_cpu.py"
+DEEPSPEED_CONFIG = ROOT / "configs" / "accelerate" / "deepspeed.yaml"
+SHARDED_ON_CPU = ROOT / "tests" / "sharded_on_cpu.py"
 spec = importlib.util.spec_from_file_location("pretrain_script", SCRIPT)
 pretrain = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(pretrain)
@@ -206,7 +207,7 @@ def test_fsdp_shards_trains_as_ddp_and_resumes_exactly(two_process_run, tmp_path
 
     def fsdp(output_dir: Path, *extra: str) -> None:
         arguments = two_process_arguments(root, output_dir, *extra)
-        launch_on_two_cpu_processes(FSDP_ON_CPU, str(SCRIPT), *arguments, config_file=FSDP_CONFIG)
+        launch_on_two_cpu_processes(SHARDED_ON_CPU, str(SCRIPT), *arguments, config_file=FSDP_CONFIG)
 
     fsdp(tmp_path / "straight")
     assert (tmp_path / "straight" / "checkpoints" / "checkpoint-2" / "pytorch_model_fsdp_0").is_dir()  # sharded
@@ -225,12 +226,35 @@ def test_fsdp_shards_trains_as_ddp_and_resumes_exactly(two_process_run, tmp_path
         torch.testing.assert_close(weight, weights[name], atol=0, rtol=0, msg=name)
 
 
+def test_deepspeed_zero_2_trains_as_ddp_and_resumes(two_process_run, tmp_path):
+    """configs/accelerate/deepspeed.yaml on two CPU processes (DeepSpeed's CPU accelerator, gloo); runs where
+    deepspeed is installed (not a dependency: CI skips it)."""
+    pytest.importorskip("deepspeed")
+    root, ddp = two_process_run
+
+    def deepspeed(output_dir: Path, *extra: str) -> None:
+        arguments = two_process_arguments(root, output_dir, *extra)
+        launch_on_two_cpu_processes(SHARDED_ON_CPU, str(SCRIPT), *arguments, config_file=DEEPSPEED_CONFIG)
+
+    deepspeed(tmp_path / "straight")
+    assert (tmp_path / "straight" / "checkpoints" / "checkpoint-2" / "zero_to_fp32.py").is_file()
+    weights = load_file(tmp_path / "straight" / "model.safetensors")
+    for name, ddp_weight in load_file(ddp / "model.safetensors").items():
+        torch.testing.assert_close(weights[name], ddp_weight, atol=1e-4, rtol=1e-3, msg=name)
+
+    resumed = tmp_path / "resumed" / "checkpoints"
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "checkpoint-2", resumed / "checkpoint-2")
+    deepspeed(tmp_path / "resumed", "--resume_from_checkpoint", "latest")
+    for name, weight in load_file(tmp_path / "resumed" / "model.safetensors").items():
+        torch.testing.assert_close(weight, weights[name], atol=0, rtol=0, msg=name)
+
+
 def test_fsdp_pretrains_a_joint_embedding_method_with_batch_norm_heads(tmp_path):
     config_dir = joint_embedding_config_dir(tmp_path / "config", "byol")  # ResNet backbone, BatchNorm in the heads
     arguments = ["--model_type", "byol", "--model_config", str(config_dir), "--output_dir", str(tmp_path / "out"),
                  "--cache_dir", str(tmp_path / "cache"), "--num_images", "8", "--per_device_train_batch_size", "4",
                  "--max_steps", "2", "--report_to", "none"]  # fmt: skip
-    launch_on_two_cpu_processes(FSDP_ON_CPU, str(SCRIPT), *arguments, config_file=FSDP_CONFIG)
+    launch_on_two_cpu_processes(SHARDED_ON_CPU, str(SCRIPT), *arguments, config_file=FSDP_CONFIG)
     model = AutoModelForPreTraining.from_pretrained(tmp_path / "out")
     assert type(model).__name__ == "ByolForPreTraining"
     assert type(AutoModelForImageClassification.from_pretrained(tmp_path / "out" / "backbone")).__name__ == (

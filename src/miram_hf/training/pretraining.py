@@ -138,7 +138,6 @@ def pretraining_model(config: PretrainedConfig) -> PreTrainedModel:
     return model
 
 
-@torch.no_grad()
 def fsdp_units(model: PreTrainedModel) -> list[str]:
     """The module classes that FSDP shards one unit each: the model's `_no_split_modules` (its transformer blocks,
     embeddings) less those around its input embeddings. accelerate's FSDP2 makes the input embeddings a unit of their
@@ -154,6 +153,7 @@ def fsdp_units(model: PreTrainedModel) -> list[str]:
     return sorted(name for name in model._no_split_modules or [] if name in present and name not in around_embeddings)
 
 
+@torch.no_grad()
 def initialize_vit_mae(model: PreTrainedModel) -> None:
     """MAE's initialisation of what `ViTMAEForPreTraining(config)` leaves at zero in transformers 5.x (its
     `initialize_weights` returns early once the patch projection is flagged initialised, and `_init_weights` zeroes
@@ -317,7 +317,6 @@ def epoch_batches(
 
 
 __all__ = [
-    "fsdp_units",
     "MODEL_PRESETS",
     "backbone_preset_config",
     "is_backbone_preset",
@@ -326,6 +325,7 @@ __all__ = [
     "batches_per_epoch",
     "derived_seed",
     "epoch_batches",
+    "fsdp_units",
     "initialize_vit_mae",
     "mask_noise",
     "pretraining_config",

@@ -29,6 +29,7 @@ from transformers import (
     AutoImageProcessor,
     EarlyStoppingCallback,
     HfArgumentParser,
+    PretrainedConfig,
     Trainer,
     TrainingArguments,
 )
@@ -120,6 +121,47 @@ class WeightedTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
+def write_card(
+    args: FinetuneArguments,
+    training_args: TrainingArguments,
+    model_config: PretrainedConfig,
+    evaluation: dict,
+    rows: int,
+    layer_decay: float | None,
+    has_drop_path: bool,
+) -> None:
+    """README.md next to the weights: the data, the recipe, the validation metrics as model-index and how to load it."""
+    results = [
+        {"dataset_name": args.dataset, "dataset_type": args.dataset, "dataset_split": "validation",
+         "metric_type": key.removeprefix("eval_"), "metric_value": float(value)}
+        for key, value in evaluation.items()
+        if key.removeprefix("eval_") in ("accuracy", "roc_auc", "average_precision", "f1")
+    ]  # fmt: skip
+    # MIL and RoI classifiers take bags of tiles or regions (classification_inputs), the others one image
+    one_image_input = model_config.model_type not in ("mil", "roi_attention")
+    usage = (
+        'probabilities = model(**processor("mammogram.dcm")).logits.softmax(-1)'
+        if one_image_input
+        else "# inputs: miram_hf.training.classification.classification_inputs(model.config, processor, images)"
+    )
+    card = render_model_card(
+        training_args.hub_model_id or Path(training_args.output_dir).name,
+        "image-classification",
+        f"{args.dataset} `{args.dataset_config}`, column `{args.label_column}`: {rows} training rows",
+        {"epochs": training_args.num_train_epochs, "max steps": training_args.max_steps,
+         "learning rate": training_args.learning_rate, "layer decay": layer_decay,
+         "drop path": args.drop_path_rate if has_drop_path else None, "class weighting": args.class_weighting,
+         "MIL pooling": args.mil_pooling, "RoI pooling": args.roi_pooling,
+         "linear evaluation": args.linear_evaluation, "frozen-backbone epochs": args.frozen_backbone_epochs},
+        results=results,
+        base_model=args.model_name_or_path,
+        auto_class="AutoModelForImageClassification",
+        usage=usage,
+        pipeline_task="image-classification" if one_image_input else None,
+    )  # fmt: skip
+    card.save(Path(training_args.output_dir) / "README.md")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
@@ -131,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     extra = {"num_images": args.num_images} if args.num_images is not None else {}
-    splits = load_mammography(args.dataset, args.data_dir, args.dataset_config, **extra)
+    with training_args.main_process_first(desc="building the dataset"):  # one process builds the cache
+        splits = load_mammography(args.dataset, args.data_dir, args.dataset_config, **extra)
     if args.num_folds:
         splits = cross_validation_splits(splits, args.num_folds, args.fold, training_args.seed)
     multi_label = args.label_column == "label_mass_margins"
@@ -239,40 +282,13 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.train()
     evaluation = trainer.evaluate()
     trainer.save_model()
-    processor.save_pretrained(training_args.output_dir)
-    if trainer.is_world_process_zero():
+    if trainer.is_world_process_zero():  # the folder, card and push once, not once per process
+        processor.save_pretrained(training_args.output_dir)
         add_remote_pipelines(training_args.output_dir)
-    results = [
-        {"dataset_name": args.dataset, "dataset_type": args.dataset, "dataset_split": "validation",
-         "metric_type": key.removeprefix("eval_"), "metric_value": float(value)}
-        for key, value in evaluation.items()
-        if key.removeprefix("eval_") in ("accuracy", "roc_auc", "average_precision", "f1")
-    ]  # fmt: skip
-    # MIL and RoI classifiers take bags of tiles or regions (classification_inputs), the others one image
-    one_image_input = model.config.model_type not in ("mil", "roi_attention")
-    usage = (
-        'probabilities = model(**processor("mammogram.dcm")).logits.softmax(-1)'
-        if one_image_input
-        else "# inputs: miram_hf.training.classification.classification_inputs(model.config, processor, images)"
-    )
-    card = render_model_card(
-        training_args.hub_model_id or Path(training_args.output_dir).name,
-        "image-classification",
-        f"{args.dataset} `{args.dataset_config}`, column `{args.label_column}`: {len(train)} training rows",
-        {"epochs": training_args.num_train_epochs, "max steps": training_args.max_steps,
-         "learning rate": training_args.learning_rate, "layer decay": layer_decay,
-         "drop path": args.drop_path_rate if has_drop_path else None, "class weighting": args.class_weighting,
-         "MIL pooling": args.mil_pooling, "RoI pooling": args.roi_pooling, "linear evaluation": args.linear_evaluation,
-         "frozen-backbone epochs": args.frozen_backbone_epochs},
-        results=results,
-        base_model=args.model_name_or_path,
-        auto_class="AutoModelForImageClassification",
-        usage=usage,
-        pipeline_task="image-classification" if one_image_input else None,
-    )  # fmt: skip
-    card.save(Path(training_args.output_dir) / "README.md")
-    if push_to_hub:
-        push_folder_to_hub(training_args.output_dir, training_args.hub_model_id, commit_message="Fine-tuned model")
+        write_card(args, training_args, model.config, evaluation, len(train), layer_decay, has_drop_path)
+        if push_to_hub:
+            push_folder_to_hub(training_args.output_dir, training_args.hub_model_id, commit_message="Fine-tuned model")
+    trainer.accelerator.wait_for_everyone()  # tearing the process group down while the main process saves can hang
     return evaluation
 
 

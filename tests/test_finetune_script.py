@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_miram_config
+from conftest import launch_on_two_cpu_processes, tiny_miram_config
 from transformers import (
     AutoModelForImageClassification,
     Dinov2Config,
@@ -48,6 +48,22 @@ def quick_finetune(model_path, output, *options: str) -> dict:
          "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy", "no",
          "--early_stopping_patience", "0", "--report_to", "none", "--use_cpu", "true", *options]
     )  # fmt: skip
+
+
+def test_two_processes_fine_tune_through_accelerate_launch(tmp_path):
+    model_path = pretrained(tmp_path / "pretrained")
+    output = tmp_path / "finetuned"
+    launch_on_two_cpu_processes(
+        Path(finetune.__file__),
+        *["--model_name_or_path", str(model_path), "--output_dir", str(output), "--num_images", "16", "--max_steps",
+          "2", "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy", "steps",
+          "--save_steps", "2", "--logging_steps", "1", "--early_stopping_patience", "0", "--report_to", "none",
+          "--use_cpu", "true"],
+    )  # fmt: skip
+    state = json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert type(AutoModelForImageClassification.from_pretrained(output)).__name__ == "MiramForImageClassification"
+    assert "model-index" in (output / "README.md").read_text()
 
 
 def test_finetune_a_pretrained_miram_on_phantom_lesions(tmp_path):

@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> dict:
             logger.info("No checkpoint in %s yet: starting from scratch.", checkpoints_dir)
     if checkpoint:
         progress = load_checkpoint(accelerator, checkpoint)
+        positions = progress.get("process_positions", [])
+        if len(positions) == accelerator.num_processes:  # this process's own place in the data
+            progress["epoch"], progress["batches_in_epoch"] = positions[accelerator.process_index]
         logger.info("Resumed from %s at step %d.", checkpoint, progress["step"])
 
     preview = preview_batch(dataset, processor) if masked else None
@@ -282,6 +285,9 @@ def main(argv: list[str] | None = None) -> dict:
             accelerator.log({"train/loss": loss, "train/learning_rate": record["learning_rate"]}, step=step)
             bar.set_postfix(loss=f"{loss:.4f}")
         if step % args.save_steps == 0 or step == max_steps:
+            # every process's (epoch, batch) place: the parts of a stream can differ in length across processes
+            position = torch.tensor([[progress["epoch"], progress["batches_in_epoch"]]], device=accelerator.device)
+            progress["process_positions"] = accelerator.gather(position).tolist()
             save_checkpoint(accelerator, checkpoints_dir, step, progress, args.save_total_limit)
             if masked:
                 log_reconstruction(accelerator, model, preview, output_dir / "reconstructions" / f"step-{step}.png",

@@ -152,13 +152,19 @@ def test_mae_pretrains_as_transformers_vit_mae(tmp_path):
     assert "ViTMAE" in (tmp_path / "mae" / "README.md").read_text()
 
 
-def test_streamed_parquet_pretrains(tmp_path):
-    prepare = ROOT / "scripts" / "prepare_data.py"
-    spec = importlib.util.spec_from_file_location("prepare_data_script", prepare)
+def parquet_shards(folder: Path, num_images: int, rows_per_shard: int) -> Path:
+    """prepare_data.py's parquet shards of `num_images` phantoms."""
+    spec = importlib.util.spec_from_file_location("prepare_data_script", ROOT / "scripts" / "prepare_data.py")
     prepare_data = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(prepare_data)
-    prepare_data.main(["--dataset", "synthetic", "--output_dir", str(tmp_path / "parquet"), "--num_images", "8",
-                       "--rows_per_shard", "4", "--cache_dir", str(tmp_path / "cache")])  # fmt: skip
+    prepare_data.main(["--dataset", "synthetic", "--output_dir", str(folder), "--num_images", str(num_images),
+                       "--rows_per_shard", str(rows_per_shard),
+                       "--cache_dir", str(folder.parent / "cache")])  # fmt: skip
+    return folder
+
+
+def test_streamed_parquet_pretrains(tmp_path):
+    parquet_shards(tmp_path / "parquet", num_images=8, rows_per_shard=4)
     state = pretrain.main(
         ["--model_config", str(tiny_config_dir(tmp_path / "config")), "--dataset", str(tmp_path / "parquet"),
          "--streaming", "--shuffle_buffer_size", "4", "--output_dir", str(tmp_path / "out"),
@@ -167,6 +173,39 @@ def test_streamed_parquet_pretrains(tmp_path):
     assert state["step"] == 4 and state["processes"][0]["images"] == 16
     assert state["epoch"] >= 1  # the train shards alone (about 10 rows) ran out and the stream started again
     assert "streamed" in (tmp_path / "out" / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "num_images, rows_per_shard, positions_at_step_5",
+    [
+        # 9 rows in 5 shards, split row by row: 5 rows for one process, 4 for the other; after 5 steps of one image
+        # the first process is at the end of epoch 0, the second 1 batch into epoch 1
+        (7, 2, [[0, 5], [1, 1]]),
+        (8, 3, [[0, 5], [0, 5]]),  # 4 shards: 2 whole shards for each process
+    ],
+)
+def test_a_stream_over_two_processes_resumes_exactly(num_images, rows_per_shard, positions_at_step_5, tmp_path):
+    parquet = parquet_shards(tmp_path / "parquet", num_images, rows_per_shard)
+    config_dir = tiny_config_dir(tmp_path / "config")
+
+    def run(output_dir: Path, *extra: str) -> None:
+        launch_on_two_cpu_processes(
+            SCRIPT,
+            *["--model_config", str(config_dir), "--dataset", str(parquet), "--streaming", "--shuffle_buffer_size", "4",
+              "--output_dir", str(output_dir), "--per_device_train_batch_size", "1", "--max_steps", "7",
+              "--save_steps", "5", "--learning_rate", "1e-3", "--report_to", "none", *extra],
+        )  # fmt: skip
+
+    run(tmp_path / "straight")
+    progress = json.loads((tmp_path / "straight" / "checkpoints" / "checkpoint-5" / "progress.json").read_text())
+    assert progress["process_positions"] == positions_at_step_5
+    shutil.copytree(
+        tmp_path / "straight" / "checkpoints" / "checkpoint-5", tmp_path / "resumed" / "checkpoints" / "checkpoint-5"
+    )
+    run(tmp_path / "resumed", "--resume_from_checkpoint", "latest")
+    weights = load_file(tmp_path / "straight" / "model.safetensors")
+    for name, weight in load_file(tmp_path / "resumed" / "model.safetensors").items():
+        torch.testing.assert_close(weight, weights[name], atol=0, rtol=0, msg=name)
 
 
 def test_a_streamed_dataset_needs_max_steps(tmp_path):

@@ -301,7 +301,10 @@ def epoch_batches(
     seed = collator.seed
     if isinstance(dataset, datasets.IterableDataset):
         shuffled = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
-        shard = split_dataset_by_node(shuffled, process_index, num_processes).skip(skip * batch_size)
+        rows_to_skip = skip * batch_size
+        if shuffled.num_shards % num_processes:  # split row by row: datasets then skips rows of the whole stream
+            rows_to_skip *= num_processes
+        shard = split_dataset_by_node(shuffled, process_index, num_processes).skip(rows_to_skip)
         shard.set_epoch(epoch)
     else:
         count = batches_per_epoch(dataset, batch_size, num_processes)

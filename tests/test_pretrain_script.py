@@ -72,18 +72,12 @@ def test_a_run_leaves_a_loadable_model_card_pictures_and_checkpoints(straight_ru
 
 def test_resuming_at_step_3_ends_with_the_weights_of_the_straight_run(straight_run):
     root, straight = straight_run
-    resumed_dir = root / "resumed"
-    (resumed_dir / "checkpoints").mkdir(parents=True)
-    # as if the run had died after its step-3 checkpoint
-    shutil.copytree(root / "straight" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
-    resumed = pretrain.main(
-        arguments(root / "config", resumed_dir, root / "cache", "--resume_from_checkpoint", "latest")
-    )
-    expected = load_file(root / "straight" / "model.safetensors")
-    actual = load_file(resumed_dir / "model.safetensors")
-    assert expected.keys() == actual.keys()
-    for name in expected:
-        assert torch.equal(expected[name], actual[name]), name
+
+    def run(output_dir: Path, *extra: str) -> dict:
+        return pretrain.main(arguments(root / "config", output_dir, root / "cache", *extra))
+
+    resumed = resume_from_a_copy(run, root / "straight", root / "resumed", "checkpoint-3")
+    assert_same_weights(root / "resumed", root / "straight")
     assert resumed["log_history"] == straight["log_history"]
     # the resumed run trained on steps 4-6 only
     assert resumed["processes"][0]["images"] == 12
@@ -108,6 +102,20 @@ def test_a_crash_while_saving_keeps_latest_on_the_last_complete_checkpoint(strai
     state = pretrain.main(arguments(root / "config", output, root / "cache", "--resume_from_checkpoint", "latest"))
     assert state["step"] == 6 and latest_checkpoint(output / "checkpoints").name == "checkpoint-6"
     assert not list((output / "checkpoints").glob(".partial-*"))
+
+
+def assert_same_weights(folder: Path, reference: Path, atol: float = 0.0) -> None:
+    """The model.safetensors of two run folders agree within `atol` (bit for bit by default)."""
+    weights, reference_weights = load_file(folder / "model.safetensors"), load_file(reference / "model.safetensors")
+    assert weights.keys() == reference_weights.keys()
+    for name, weight in weights.items():
+        torch.testing.assert_close(weight, reference_weights[name], atol=atol, rtol=10 * atol, msg=name)
+
+
+def resume_from_a_copy(run, straight: Path, resumed: Path, checkpoint: str):
+    """`run(resumed, ...)` resumed from a copy of the straight run's `checkpoint`, as if that run had died there."""
+    shutil.copytree(straight / "checkpoints" / checkpoint, resumed / "checkpoints" / checkpoint)
+    return run(resumed, "--resume_from_checkpoint", "latest")
 
 
 def test_every_process_has_written_its_files_before_a_checkpoint_is_renamed_into_place(tmp_path):
@@ -199,13 +207,8 @@ def test_a_stream_over_two_processes_resumes_exactly(num_images, rows_per_shard,
     run(tmp_path / "straight")
     progress = json.loads((tmp_path / "straight" / "checkpoints" / "checkpoint-5" / "progress.json").read_text())
     assert progress["process_positions"] == positions_at_step_5
-    shutil.copytree(
-        tmp_path / "straight" / "checkpoints" / "checkpoint-5", tmp_path / "resumed" / "checkpoints" / "checkpoint-5"
-    )
-    run(tmp_path / "resumed", "--resume_from_checkpoint", "latest")
-    weights = load_file(tmp_path / "straight" / "model.safetensors")
-    for name, weight in load_file(tmp_path / "resumed" / "model.safetensors").items():
-        torch.testing.assert_close(weight, weights[name], atol=0, rtol=0, msg=name)
+    resume_from_a_copy(run, tmp_path / "straight", tmp_path / "resumed", "checkpoint-5")
+    assert_same_weights(tmp_path / "resumed", tmp_path / "straight")
 
 
 def test_a_streamed_dataset_needs_max_steps(tmp_path):
@@ -217,13 +220,13 @@ def test_a_streamed_dataset_needs_max_steps(tmp_path):
 def two_process_run(tmp_path_factory) -> tuple[Path, Path]:
     """Three steps on two CPU processes through `accelerate launch` (DDP), checkpoints at 2 and 3."""
     root = tmp_path_factory.mktemp("two_processes")
+    tiny_config_dir(root / "config")
     launch_on_two_cpu_processes(SCRIPT, *two_process_arguments(root, root / "ddp"))
     return root, root / "ddp"
 
 
 def two_process_arguments(root: Path, output_dir: Path, *extra: str) -> list[str]:
-    config_dir = root / "config" if (root / "config").is_dir() else tiny_config_dir(root / "config")
-    return [*arguments(config_dir, output_dir, root / "cache"), "--max_steps", "3", "--save_steps", "2", *extra]
+    return [*arguments(root / "config", output_dir, root / "cache"), "--max_steps", "3", "--save_steps", "2", *extra]
 
 
 def test_two_processes_train_on_different_data_through_accelerate_launch(two_process_run):
@@ -250,14 +253,9 @@ def sharded_run_as_ddp_with_exact_resume(two_process_run, tmp_path: Path, config
         launch_on_two_cpu_processes(SHARDED_ON_CPU, str(SCRIPT), *arguments, config_file=config_file)
 
     run(tmp_path / "straight")
-    weights = load_file(tmp_path / "straight" / "model.safetensors")
-    for name, ddp_weight in load_file(ddp / "model.safetensors").items():
-        torch.testing.assert_close(weights[name], ddp_weight, atol=atol, rtol=10 * atol, msg=name)
-    resumed = tmp_path / "resumed" / "checkpoints"
-    shutil.copytree(tmp_path / "straight" / "checkpoints" / "checkpoint-2", resumed / "checkpoint-2")
-    run(tmp_path / "resumed", "--resume_from_checkpoint", "latest")
-    for name, weight in load_file(tmp_path / "resumed" / "model.safetensors").items():
-        torch.testing.assert_close(weight, weights[name], atol=0, rtol=0, msg=name)
+    assert_same_weights(tmp_path / "straight", ddp, atol)
+    resume_from_a_copy(run, tmp_path / "straight", tmp_path / "resumed", "checkpoint-2")
+    assert_same_weights(tmp_path / "resumed", tmp_path / "straight")
     return tmp_path / "straight"
 
 
@@ -345,16 +343,11 @@ def test_dino_resumes_exactly_teacher_centre_and_views_included(tmp_path):
         )  # fmt: skip
 
     straight = run(tmp_path / "straight")
-    shutil.copytree(tmp_path / "straight" / "checkpoints" / "checkpoint-2", tmp_path / "resumed" / "checkpoints" /
-                    "checkpoint-2")  # fmt: skip
-    (tmp_path / "resumed" / "checkpoints" / "latest").write_text("checkpoint-2")
-    resumed = run(tmp_path / "resumed", "--resume_from_checkpoint", "latest")
+    resumed = resume_from_a_copy(run, tmp_path / "straight", tmp_path / "resumed", "checkpoint-2")
     assert resumed["log_history"] == straight["log_history"]
     weights = load_file(tmp_path / "straight" / "model.safetensors")
-    resumed_weights = load_file(tmp_path / "resumed" / "model.safetensors")
     assert "criterion.center" in weights and any(key.startswith("teacher_head") for key in weights)
-    for key, value in weights.items():
-        assert torch.equal(resumed_weights[key], value), key
+    assert_same_weights(tmp_path / "resumed", tmp_path / "straight")
 
 
 def test_simclr_gathers_negatives_across_two_processes_through_accelerate_launch(tmp_path):

@@ -10,8 +10,9 @@ from transformers import AutoImageProcessor
 
 from miram_hf import MammographyImageProcessor, MiramConfig
 from miram_hf.data.synthetic import generate_phantom
-from miram_hf.processing import read_mammogram
+from miram_hf.processing import image_processing_mammography, read_mammogram
 from miram_hf.processing.image_processing_mammography import (
+    BOX_MEAN_CHUNK_BYTES,
     MASK_SIDE,
     box_mean,
     breast_box,
@@ -101,10 +102,13 @@ def test_multi_scale_targets_come_from_the_native_resolution():
     assert (fine - upsampled).abs().mean() > 0.3  # an upsampled copy would hold none of it
 
 
-def test_box_mean_averages_blocks_and_the_shorter_blocks_at_the_edges():
-    array = np.random.default_rng(0).integers(0, 65535, size=(11, 7), dtype=np.uint16)
-    expected = [[array[r : r + 3, c : c + 3].mean() for c in range(0, 7, 3)] for r in range(0, 11, 3)]
+@pytest.mark.parametrize("chunk_bytes", [BOX_MEAN_CHUNK_BYTES, 2 * 4 * 7, 1])  # one chunk; 2 rows (4 chunks); 1 row
+def test_box_mean_averages_blocks_and_the_shorter_blocks_at_the_edges(monkeypatch, chunk_bytes):
+    monkeypatch.setattr(image_processing_mammography, "BOX_MEAN_CHUNK_BYTES", chunk_bytes)
+    array = np.random.default_rng(0).integers(0, 65535, size=(23, 7), dtype=np.uint16)
+    expected = [[array[r : r + 3, c : c + 3].mean() for c in range(0, 7, 3)] for r in range(0, 23, 3)]
     np.testing.assert_allclose(box_mean(array, 3).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(box_mean(array.astype(np.float32), 3).numpy(), expected, rtol=1e-6)
     torch.testing.assert_close(box_mean(array, 1), torch.from_numpy(array.astype(np.float32)))
 
 

@@ -8,7 +8,14 @@ import pytest
 from dicom_factory import PHI, breast_image, cbis_ddsm_dicom, cmmd_dicom, vindr_dicom, write_dicom
 from PIL import Image
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEG2000Lossless, RLELossless
+from pydicom.filewriter import dcmwrite
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+)
 
 from miram_hf.processing import Mammogram, MammogramReadError, read_mammogram
 
@@ -53,10 +60,30 @@ def test_rescale_slope_and_intercept(tmp_path):
     pixels = breast_image(bits=12)
     path = write_dicom(tmp_path / "x.dcm", pixels, bits_stored=12, RescaleSlope=2, RescaleIntercept=10)
     np.testing.assert_array_equal(read_mammogram(path).pixel_array, pixels.astype(np.int64) * 2 + 10)
+    identity = read_mammogram(write_dicom(tmp_path / "i.dcm", pixels, RescaleSlope=1, RescaleIntercept=0))
+    assert identity.pixel_array.dtype == np.uint16
+    np.testing.assert_array_equal(identity.pixel_array, pixels)
     fractional = write_dicom(tmp_path / "y.dcm", pixels, bits_stored=12, RescaleSlope=0.5, RescaleIntercept=0)
     mammogram = read_mammogram(fractional)
     assert mammogram.pixel_array.dtype == np.float32
     np.testing.assert_allclose(mammogram.pixel_array, pixels * 0.5)
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, RLELossless])
+def test_bits_above_bits_stored_are_cleared(tmp_path, syntax):
+    """PS3.5 8.1.1: the bits above BitsStored may hold anything (old modalities kept overlays there)."""
+    pixels = breast_image(rows=64, columns=48, bits=12)
+    path = write_dicom(tmp_path / "x.dcm", pixels | 0xB000, bits_stored=12)
+    dataset = pydicom.dcmread(path)
+    if syntax == RLELossless:
+        dataset.compress(syntax)
+    elif syntax == ExplicitVRBigEndian:
+        dataset.PixelData = (pixels | 0xB000).astype(">u2").tobytes()
+    dataset.file_meta.TransferSyntaxUID = syntax
+    dcmwrite(path, dataset, implicit_vr=syntax == ImplicitVRLittleEndian, little_endian=syntax != ExplicitVRBigEndian)
+    mammogram = read_mammogram(path)
+    np.testing.assert_array_equal(mammogram.pixel_array, pixels)
+    assert mammogram.pixel_array.flags.writeable and mammogram.pixel_array.dtype == np.uint16
 
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
@@ -160,7 +187,9 @@ def test_every_unreadable_file_raises_a_typed_error_naming_it(tmp_path):
 def test_a_frame_of_a_multi_frame_file(tmp_path):
     frames = np.stack([breast_image(), breast_image(seed=1)])
     path = write_dicom(tmp_path / "tomo.dcm", frames)
-    np.testing.assert_array_equal(read_mammogram(path, frame=1).pixel_array, frames[1])
+    pixels = read_mammogram(path, frame=1).pixel_array
+    np.testing.assert_array_equal(pixels, frames[1])
+    assert pixels.flags.owndata  # the frame alone, not a view that keeps the whole volume
     with pytest.raises(MammogramReadError, match="frame 2 does not exist"):
         read_mammogram(path, frame=2)
 

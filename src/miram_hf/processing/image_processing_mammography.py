@@ -21,6 +21,9 @@ MASK_SIDE = 64
 # antialiased bilinear resize does the rest. With PIL's `reducing_gap` of 3 the result "is indistinguishable from
 # fair resampling in most cases"; tested against the direct resize.
 REDUCING_GAP = 3
+# `box_mean` sums the columns of this many bytes of float32 rows at a time: half of a common L2 cache, so that they
+# are still there (a third faster on a 3712x2496 breast than summing all rows, then all columns).
+BOX_MEAN_CHUNK_BYTES = 512 * 1024
 
 
 class MammographyImageProcessor(BaseImageProcessor):
@@ -183,24 +186,30 @@ def reduction_factor(shape: tuple[int, int], sizes: list[tuple[int, int]]) -> in
 
 def box_mean(array: np.ndarray, factor: int) -> torch.Tensor:
     """(H, W) array -> float32 tensor of the means of its factor x factor blocks (the blocks at the bottom and right
-    edges average the pixels they hold). The native image is read once, each block of rows summed into one float32
-    row, and never converted to float32 as a whole: that would cost more than the resize."""
+    edges average the pixels they hold). The native image is read once and never converted to float32 as a whole
+    (that would cost more than the resize): each block of rows is summed into one float32 row, and the columns of
+    those rows are summed a chunk at a time, while the chunk is still in the CPU's cache."""
     if factor == 1:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     height, width = array.shape
-    full_blocks = height // factor
-    row_sums = np.empty((-(-height // factor), width), dtype=np.float32)
-    blocks = array[: full_blocks * factor].reshape(full_blocks, factor, width)
-    np.sum(blocks, axis=1, dtype=np.float32, out=row_sums[:full_blocks])
-    if full_blocks < len(row_sums):
-        row_sums[-1] = array[full_blocks * factor :].sum(axis=0, dtype=np.float32)
-    sums = np.zeros((len(row_sums), -(-width // factor)), dtype=np.float32)
-    for offset in range(min(factor, width)):  # the row sums are small: strided columns cost less than a reshape
-        strided = row_sums[:, offset::factor]
-        sums[:, : strided.shape[1]] += strided
+    sums = np.zeros((-(-height // factor), -(-width // factor)), dtype=np.float32)
+    chunk_rows = max(1, BOX_MEAN_CHUNK_BYTES // (4 * width))
+    row_sums = np.empty((chunk_rows, width), dtype=np.float32)
+    for first in range(0, len(sums), chunk_rows):
+        rows = array[first * factor : (first + chunk_rows) * factor]
+        chunk_sums, full_blocks = row_sums[: -(-len(rows) // factor)], len(rows) // factor
+        blocks = rows[: full_blocks * factor].reshape(full_blocks, factor, width)
+        np.sum(blocks, axis=1, dtype=np.float32, out=chunk_sums[:full_blocks])
+        if full_blocks < len(chunk_sums):
+            chunk_sums[-1] = rows[full_blocks * factor :].sum(axis=0, dtype=np.float32)
+        chunk = sums[first : first + chunk_rows]
+        for offset in range(min(factor, width)):  # strided columns cost less than a reshape's short last axis
+            strided = chunk_sums[:, offset::factor]
+            chunk[:, : strided.shape[1]] += strided
     row_counts = np.minimum(factor, height - factor * np.arange(sums.shape[0], dtype=np.float32))
     column_counts = np.minimum(factor, width - factor * np.arange(sums.shape[1], dtype=np.float32))
-    return torch.from_numpy(sums / np.outer(row_counts, column_counts))
+    sums /= np.outer(row_counts, column_counts)
+    return torch.from_numpy(sums)
 
 
 def to_array(image) -> tuple[np.ndarray, float]:

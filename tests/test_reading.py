@@ -86,6 +86,18 @@ def test_bits_above_bits_stored_are_cleared(tmp_path, syntax):
     assert mammogram.pixel_array.flags.writeable and mammogram.pixel_array.dtype == np.uint16
 
 
+def test_float_pixel_data_stays_float(tmp_path):
+    values = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(64, 48)
+    dataset = pydicom.dcmread(write_dicom(tmp_path / "x.dcm", np.zeros((64, 48))))
+    del dataset.PixelData, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation
+    dataset.BitsAllocated = 32
+    dataset.FloatPixelData = values.tobytes()
+    dataset.save_as(tmp_path / "x.dcm")
+    mammogram = read_mammogram(tmp_path / "x.dcm")
+    assert mammogram.pixel_array.dtype == np.float32
+    np.testing.assert_array_equal(mammogram.pixel_array, values)
+
+
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
 def test_compressed_transfer_syntaxes_decode_losslessly(tmp_path, syntax):
     pixels = breast_image(rows=64, columns=48, bits=14)

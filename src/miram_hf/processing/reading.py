@@ -226,9 +226,10 @@ def _stored_values(dataset: pydicom.Dataset, syntax: str | None, bits_stored: in
 
     Uncompressed unsigned data is read as a view of the file's bytes and masked in one pass: pydicom's own
     correction copies the array and then shifts it twice, three passes over a 27 MB mammogram."""
-    if syntax not in UNCOMPRESSED_SYNTAXES or int(dataset.get("PixelRepresentation", 0)) != 0:
+    unsigned_integers = "PixelData" in dataset and int(dataset.get("PixelRepresentation", 0)) == 0
+    if syntax not in UNCOMPRESSED_SYNTAXES or not unsigned_integers:
         dataset.pixel_array_options(index=frame)
-        return dataset.pixel_array  # decoded into a fresh array; signed values need pydicom's sign extension
+        return dataset.pixel_array  # a fresh array; signed values need pydicom's sign extension, floats no mask
     dataset.pixel_array_options(index=frame, view_only=True, correct_unused_bits=False)
     view = dataset.pixel_array
     return np.bitwise_and(view, (1 << min(bits_stored, 8 * view.dtype.itemsize)) - 1)

@@ -1,7 +1,7 @@
 """Mammograms per second from a 16-bit 3328x4084 DICOM file to a model-ready tensor, against the bare decode
 `pydicom.dcmread(path).pixel_array` of the same files (what reading them costs with pydicom's defaults).
 
-    python bench/processing.py --files 6 --rounds 5
+    python bench/processing.py --files 6 --rounds 7
 
 Measured for uncompressed files (CBIS-DDSM) and JPEG 2000 lossless ones (as many archives store them), interleaved
 (each round times the bare decode and then the pipeline on every file), reported as medians over rounds; the goal is

@@ -30,7 +30,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocC
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
-from miram_hf.data import cross_validation_splits, load_mammography
+from miram_hf.data import finetuning_splits, load_mammography
 from miram_hf.metrics import classification_metrics
 from miram_hf.training.classification import classification_inputs, collate_classification
 
@@ -106,16 +106,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num_folds", type=int, default=None, help="k-fold cross-validation over the patients")
     parser.add_argument("--view", default=None, help="only the images of this view (CC or MLO)")
     parser.add_argument("--fold", type=int, default=0, help="with --num_folds: the fold to test on")
-    parser.add_argument("--seed", type=int, default=42, help="with --num_folds: finetune.py's --seed")
+    parser.add_argument("--validation_fraction", type=float, default=0.1, help="finetune.py's, for --split validation")
+    parser.add_argument("--seed", type=int, default=42, help="finetune.py's --seed (folds, a carved validation split)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     extra = {"num_images": args.num_images} if args.num_images is not None else {}
-    if args.num_folds:  # the test fold of a cross-validation, as finetune.py made it (same seed)
-        splits = load_mammography(args.dataset, args.data_dir, args.config, None, args.cache_dir, **extra)
-        dataset = cross_validation_splits(splits, args.num_folds, args.fold, args.seed)[args.split]
-    else:
-        dataset = load_mammography(args.dataset, args.data_dir, args.config, args.split, args.cache_dir, **extra)
+    # the splits as finetune.py made them (same seed): a cross-validation's folds, a carved validation split
+    splits = load_mammography(args.dataset, args.data_dir, args.config, None, args.cache_dir, **extra)
+    splits, _ = finetuning_splits(
+        splits, args.label_column, args.num_folds, args.fold, args.validation_fraction, args.seed
+    )
+    dataset = splits[args.split]
     if args.view:
         dataset = dataset.filter(lambda row: row["view"] == args.view)
     rows, labels, task, names = labelled_rows(dataset, args.label_column)

@@ -2,9 +2,11 @@
 joint-embedding method exported) on a collection's lesion or image task with `Trainer`: single-label
 (`label_pathology`) or multi-label (`label_mass_margins`, masses only), class weights against imbalance, layer-wise lr
 decay, drop path, mammogram augmentations on the fly, the best checkpoint on the validation split, early stopping, a
-model card, and `--push_to_hub`. With `--mil_pooling`, the encoder classifies whole images as bags of tiles
-(`MilForImageClassification`); `--frozen_backbone_epochs` first trains the head alone (the tiled-patch paper's two
-stages).
+model card, and `--push_to_hub`. A collection without a validation split (CBIS-DDSM, CSAW-M, VinDr-Mammo) gets one
+carved from its training patients (`--validation_fraction`, stratified, seeded by `--seed`, recorded in
+data_splits.json and the card): the test split never chooses a checkpoint; only scripts/evaluate.py reads it. With
+`--mil_pooling`, the encoder classifies whole images as bags of tiles (`MilForImageClassification`);
+`--frozen_backbone_epochs` first trains the head alone (the tiled-patch paper's two stages).
 
     python scripts/finetune.py --model_name_or_path outputs/pretrain --dataset synthetic --output_dir out/ft
     python scripts/finetune.py --model_name_or_path outputs/pretrain-byol/backbone --mil_pooling gated_attention \
@@ -19,6 +21,7 @@ from pathlib import Path
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 import dataclasses
+import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -36,7 +39,7 @@ from transformers import (
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
 from miram_hf import MammographyImageProcessor, add_remote_pipelines
-from miram_hf.data import cross_validation_splits, load_mammography
+from miram_hf.data import finetuning_splits, load_mammography
 from miram_hf.metrics import classification_metrics
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
 from miram_hf.training import parameter_groups
@@ -77,6 +80,11 @@ class FinetuneArguments:
         default=None, metadata={"help": "the head-alone stage's learning rate (default: learning_rate)"}
     )
     linear_evaluation: bool = field(default=False, metadata={"help": "train the head alone, the encoder frozen"})
+    validation_fraction: float = field(
+        default=0.1,
+        metadata={"help": "for a collection without a validation split: the share of training patients carved into one "
+                  "(stratified, seeded by --seed); the test split never chooses a checkpoint"},
+    )  # fmt: skip
     num_folds: int | None = field(default=None, metadata={"help": "k-fold cross-validation over the patients"})
     view: str | None = field(default=None, metadata={"help": "only the images of this view (CC or MLO)"})
     fold: int = field(default=0, metadata={"help": "with num_folds: the fold to test on (the next one validates)"})
@@ -126,11 +134,12 @@ def write_card(
     training_args: TrainingArguments,
     model_config: PretrainedConfig,
     evaluation: dict,
-    rows: int,
+    data_splits: dict,
     layer_decay: float | None,
     has_drop_path: bool,
 ) -> None:
-    """README.md next to the weights: the data, the recipe, the validation metrics as model-index and how to load it."""
+    """README.md next to the weights: the data and where its validation split comes from, the recipe, the validation
+    metrics as model-index and how to load it."""
     results = [
         {"dataset_name": args.dataset, "dataset_type": args.dataset, "dataset_split": "validation",
          "metric_type": key.removeprefix("eval_"), "metric_value": float(value)}
@@ -147,7 +156,9 @@ def write_card(
     card = render_model_card(
         training_args.hub_model_id or Path(training_args.output_dir).name,
         "image-classification",
-        f"{args.dataset} `{args.dataset_config}`, column `{args.label_column}`: {rows} training rows",
+        f"{args.dataset} `{args.dataset_config}`, column `{args.label_column}`: {data_splits['rows']['train']} "
+        f"training rows; {data_splits['rows']['validation']} validation rows ({data_splits['validation']}), on which "
+        "the checkpoint was chosen and the results below are measured. The test split was not used.",
         {"epochs": training_args.num_train_epochs, "max steps": training_args.max_steps,
          "learning rate": training_args.learning_rate, "layer decay": layer_decay,
          "drop path": args.drop_path_rate if has_drop_path else None, "class weighting": args.class_weighting,
@@ -175,8 +186,9 @@ def main(argv: list[str] | None = None) -> dict:
     extra = {"num_images": args.num_images} if args.num_images is not None else {}
     with training_args.main_process_first(desc="building the dataset"):  # one process builds the cache
         splits = load_mammography(args.dataset, args.data_dir, args.dataset_config, **extra)
-    if args.num_folds:
-        splits = cross_validation_splits(splits, args.num_folds, args.fold, training_args.seed)
+    splits, validation_source = finetuning_splits(
+        splits, args.label_column, args.num_folds, args.fold, args.validation_fraction, training_args.seed
+    )
     multi_label = args.label_column == "label_mass_margins"
     feature = splits["train"].features[args.label_column]
     names = feature.feature.names if multi_label else feature.names
@@ -233,7 +245,12 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             class_weights = torch.tensor(len(labels) / (len(names) * np.maximum(counts, 1)), dtype=torch.float32)
 
-    train, validation = splits["train"], splits.get("validation", splits.get("test"))
+    train, validation = splits["train"], splits["validation"]  # the test split is evaluate.py's alone
+    data_splits = {
+        "validation": validation_source,
+        "rows": {"train": len(train), "validation": len(validation)},
+        "validation_patients": sorted(set(validation["patient_id"])),
+    }
     train.set_transform(lambda rows: transform(rows, True))
     validation.set_transform(lambda rows: transform(rows, False))
 
@@ -285,7 +302,8 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():  # the folder, card and push once, not once per process
         processor.save_pretrained(training_args.output_dir)
         add_remote_pipelines(training_args.output_dir)
-        write_card(args, training_args, model.config, evaluation, len(train), layer_decay, has_drop_path)
+        (Path(training_args.output_dir) / "data_splits.json").write_text(json.dumps(data_splits, indent=1))
+        write_card(args, training_args, model.config, evaluation, data_splits, layer_decay, has_drop_path)
         if push_to_hub:
             push_folder_to_hub(training_args.output_dir, training_args.hub_model_id, commit_message="Fine-tuned model")
     trainer.accelerator.wait_for_everyone()  # tearing the process group down while the main process saves can hang

@@ -187,7 +187,9 @@ def train_and_evaluate(recipe: dict, output_dir: Path, folders: dict[str, str], 
 
 def finetune_and_evaluate(finetune: dict, evaluate: dict, output_dir: Path, names: dict[str, str]) -> dict:
     load_script("finetune").main(command_line(finetune, names) + ["--output_dir", str(output_dir / "finetune")])
-    evaluate["seed"] = finetune.get("seed", 42)  # the same patients in each fold as fine-tuning had
+    # the same patients in each fold, or in a carved validation split, as fine-tuning had
+    evaluate["seed"] = finetune.get("seed", 42)
+    evaluate.setdefault("validation_fraction", finetune.get("validation_fraction"))
     argv = command_line(evaluate, names) + ["--model_path", str(output_dir / "finetune"), "--output_dir",
                                             str(output_dir / "evaluation")]  # fmt: skip
     return load_script("evaluate").main(argv)["metrics"]

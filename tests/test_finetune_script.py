@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cbis_ddsm_factory import standard_cases, write_cbis_ddsm
 from conftest import launch_on_two_cpu_processes, tiny_miram_config
 from transformers import (
     AutoModelForImageClassification,
@@ -232,3 +233,31 @@ def test_linear_evaluation_trains_the_head_on_a_frozen_encoder(tmp_path):
     with pytest.raises(ValueError, match="drop --frozen_backbone_epochs"):
         finetune.main(["--model_name_or_path", str(model_path), "--linear_evaluation", "true",
                        "--frozen_backbone_epochs", "1", "--output_dir", str(tmp_path / "x")])  # fmt: skip
+
+
+def test_no_test_row_reaches_the_eval_set_of_a_collection_with_only_train_and_test(tmp_path, monkeypatch):
+    root = write_cbis_ddsm(tmp_path / "cbis", standard_cases(), layout="nbia")
+    evaluated = []
+    evaluate = finetune.WeightedTrainer.evaluate
+
+    def recording_evaluate(self, *args, **kwargs):
+        evaluated.append(self.eval_dataset.with_format(None)["image_id"])
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(finetune.WeightedTrainer, "evaluate", recording_evaluate)
+    output = tmp_path / "out"
+    finetune.main(
+        ["--model_name_or_path", str(pretrained(tmp_path / "pretrained")), "--output_dir", str(output), "--dataset",
+         "cbis-ddsm", "--data_dir", str(root), "--max_steps", "2", "--per_device_train_batch_size", "1",
+         "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "no", "--early_stopping_patience", "0",
+         "--report_to", "none",
+         "--use_cpu", "true"]
+    )  # fmt: skip
+    splits = finetune.load_mammography("cbis-ddsm", str(root), "lesions")
+    test_images, train_images = set(splits["test"]["image_id"]), set(splits["train"]["image_id"])
+    assert len(evaluated) == 3  # twice during training, once at the end
+    for image_ids in evaluated:
+        assert image_ids and set(image_ids) <= train_images and not set(image_ids) & test_images
+    record = json.loads((output / "data_splits.json").read_text())
+    assert record["validation"].startswith("carved from the training split: 1 of 2 patients")
+    assert "The test split was not used" in (output / "README.md").read_text()

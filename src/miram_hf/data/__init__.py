@@ -8,7 +8,7 @@ from .cmmd import Cmmd
 from .common import IMAGE_FEATURES, LESION_FEATURES, MARGIN_NAMES, PATHOLOGY_NAMES, MammographyBuildError
 from .csaw_m import CsawM
 from .csaw_s import CsawS
-from .folds import cross_validation_splits
+from .folds import carve_validation, cross_validation_splits, finetuning_splits
 from .inbreast import Inbreast
 from .mias import Mias
 from .mixtures import pretraining_mixture
@@ -72,7 +72,9 @@ def load_mammography(
 
 
 __all__ = [
+    "carve_validation",
     "cross_validation_splits",
+    "finetuning_splits",
     "BUILDERS",
     "Bcdr",
     "CbisDdsm",

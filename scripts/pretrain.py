@@ -16,12 +16,19 @@ The joint-embedding methods learn from mammogram views (crop, flips, gamma, cont
 and also leave their backbone as a ready `...ForImageClassification` in output_dir/backbone, for scripts/finetune.py.
 """
 
+import sys
+from pathlib import Path
+
+# Run as `python scripts/<name>.py`, this folder comes first on sys.path, and scripts/evaluate.py would shadow the
+# `evaluate` library that miram_hf.metrics builds on.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
 import json
 import logging
 import math
+import time
 import zlib
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import datasets
 import numpy as np
@@ -34,11 +41,18 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
 
 from miram_hf import add_remote_pipelines
-from miram_hf.data import BUILDERS
+from miram_hf.data import BUILDERS, carve_validation, load_mammography
 from miram_hf.training import parameter_groups
 from miram_hf.training.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import CITATIONS, render_model_card
+from miram_hf.training.monitoring import (
+    ReconstructionMonitor,
+    RepresentationProbe,
+    feature_extractor,
+    format_probe,
+    format_ratios,
+)
 from miram_hf.training.pretraining import (
     JOINT_EMBEDDING_MODELS,
     MASKED_IMAGE_MODELS,
@@ -97,6 +111,16 @@ class PretrainingArguments:
     num_local_crops: int = field(default=6, metadata={"help": "DINO and SwAV: local views besides the 2 global ones"})
     cache_dir: str | None = field(default=None)
     dataloader_num_workers: int = field(default=0)
+    # what the run learned, measured on held-out labelled images
+    probe_dataset: str = field(
+        default="synthetic",
+        metadata={"help": "the collection whose validation split (carved from train where it has none) the probe "
+                  "scores and the reconstructions are measured on; none turns the probe off"},
+    )  # fmt: skip
+    probe_data_dir: str | None = field(default=None, metadata={"help": "default: --data_dir for the same collection"})
+    probe_dataset_config: str = field(default="lesions")
+    probe_label_column: str = field(default="label_pathology")
+    probe_steps: int = field(default=500, metadata={"help": "probe every this many steps (and at steps 0 and last)"})
     # the schedule, named as in TrainingArguments
     output_dir: str = field(default="outputs/pretrain")
     max_steps: int = field(default=-1, metadata={"help": "overrides num_train_epochs when > 0"})
@@ -147,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
         dataset = pretraining_dataset(
             args.dataset, args.data_dir, args.dataset_config, args.streaming, args.cache_dir, **extra
         )
+        held_out = held_out_rows(args)
     streamed = isinstance(dataset, datasets.IterableDataset)
     batch_size, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
     global_batch = batch_size * accumulation * accelerator.num_processes
@@ -178,6 +203,19 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = torch.optim.AdamW(
         parameter_groups(model, learning_rate, args.weight_decay), betas=(args.adam_beta1, args.adam_beta2)
     )
+    # the randomly initialised encoder's probe: the reference for what pretraining adds
+    probe = representation_probe(args, held_out, model, processor) if accelerator.is_main_process else None
+    checkpoint = args.resume_from_checkpoint
+    checkpoints_dir = output_dir / "checkpoints"
+    if checkpoint == "latest":
+        checkpoint = latest_checkpoint(checkpoints_dir)
+        if checkpoint is None:
+            logger.info("No checkpoint in %s yet: starting from scratch.", checkpoints_dir)
+    progress = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "log_history": [], "probe_history": [],
+                "held_out_history": [], "probe_seconds": 0.0, "train_seconds": 0.0}  # fmt: skip
+    if probe is not None and not checkpoint:
+        run_probe(probe, model, progress, step=0)
+        logger.info("Probe of the randomly initialised encoder: %s", format_probe(progress["probe_history"][0]))
     warmup_steps = args.warmup_steps if args.warmup_steps is not None else round(0.05 * max_steps)
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, max_steps)
     fsdp_plugin = accelerator.state.fsdp_plugin if accelerator.distributed_type == DistributedType.FSDP else None
@@ -196,21 +234,16 @@ def main(argv: list[str] | None = None) -> dict:
     unwrapped = accelerator.unwrap_model(model)
 
     # resume
-    checkpoints_dir = output_dir / "checkpoints"
-    progress = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "log_history": []}
-    checkpoint = args.resume_from_checkpoint
-    if checkpoint == "latest":
-        checkpoint = latest_checkpoint(checkpoints_dir)
-        if checkpoint is None:
-            logger.info("No checkpoint in %s yet: starting from scratch.", checkpoints_dir)
     if checkpoint:
-        progress = load_checkpoint(accelerator, checkpoint)
+        progress = {**progress, **load_checkpoint(accelerator, checkpoint)}
         positions = progress.get("process_positions", [])
         if len(positions) == accelerator.num_processes:  # this process's own place in the data
             progress["epoch"], progress["batches_in_epoch"] = positions[accelerator.process_index]
         logger.info("Resumed from %s at step %d.", checkpoint, progress["step"])
 
-    preview = preview_batch(dataset, processor) if masked else None
+    # the held-out images the reconstructions are drawn and measured on (the training images' first without a probe)
+    preview = preview_batch(held_out if held_out is not None else dataset, processor) if masked else None
+    monitor = ReconstructionMonitor(config) if masked else None
     if accelerator.is_main_process:
         accelerator.init_trackers(
             "pretrain", config={k: str(v) for k, v in asdict(args).items()} | {"learning_rate_used": learning_rate}
@@ -247,6 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     stream = batches()
     model.train()
+    started = time.perf_counter() - progress["train_seconds"]
     bar = tqdm(total=max_steps, initial=progress["step"], disable=not accelerator.is_local_main_process)
     while progress["step"] < max_steps:
         step = progress["step"] + 1
@@ -260,13 +294,15 @@ def main(argv: list[str] | None = None) -> dict:
                                             accelerator.process_index, micro_batch)  # fmt: skip
             # gradients are averaged across processes, and the optimizer steps, on the last micro-batch only
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
+                outputs = model(**batch)
+                accelerator.backward(outputs.loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.detach())
+            losses.append(outputs.loss.detach())
+            if masked:  # each scale's loss and, on the same masks, the visible-mean baseline's
+                monitor.update(batch, outputs)
         scheduler.step()
         if joint_embedding:
             unwrapped.update_teachers()
@@ -281,9 +317,12 @@ def main(argv: list[str] | None = None) -> dict:
                 "loss": loss,
                 "learning_rate": scheduler.get_last_lr()[0],
             }
+            if masked:
+                record |= monitor.summary(lambda tensor: accelerator.reduce(tensor, reduction="mean"))
             progress["log_history"].append(record)
-            accelerator.log({"train/loss": loss, "train/learning_rate": record["learning_rate"]}, step=step)
-            bar.set_postfix(loss=f"{loss:.4f}")
+            accelerator.log({f"train/{key}": value for key, value in record.items() if key not in ("step", "epoch")},
+                            step=step)  # fmt: skip
+            bar.set_postfix(loss=f"{loss:.4f}", **({"ratio": format_ratios(record)} if masked else {}))
         if step % args.save_steps == 0 or step == max_steps:
             # every process's (epoch, batch) place: the parts of a stream can differ in length across processes
             position = torch.tensor([[progress["epoch"], progress["batches_in_epoch"]]], device=accelerator.device)
@@ -291,8 +330,13 @@ def main(argv: list[str] | None = None) -> dict:
             save_checkpoint(accelerator, checkpoints_dir, step, progress, args.save_total_limit)
             if masked:
                 log_reconstruction(accelerator, model, preview, output_dir / "reconstructions" / f"step-{step}.png",
-                                   args.seed, step)  # fmt: skip
+                                   args.seed, step, progress)  # fmt: skip
+        # the last step's probe is the saved model's, below (FSDP leaves no whole model to probe here)
+        sharded = accelerator.distributed_type == DistributedType.FSDP
+        if probe is not None and step % args.probe_steps == 0 and step < max_steps and not sharded:
+            run_probe(probe, unwrapped, progress, step)
     bar.close()
+    progress["train_seconds"] = time.perf_counter() - started
 
     # the model folder: weights, config, remote code, processor, card, last reconstruction
     accelerator.wait_for_everyone()
@@ -300,12 +344,15 @@ def main(argv: list[str] | None = None) -> dict:
     progress["processes"] = [{"images": images, "pixel_crc32": crc} for images, crc in per_process.tolist()]
     state_dict = accelerator.get_state_dict(model)  # every process: FSDP gathers the shards
     if masked:
-        log_reconstruction(accelerator, model, preview, output_dir / "reconstruction.png", args.seed, max_steps)
+        log_reconstruction(accelerator, model, preview, output_dir / "reconstruction.png", args.seed, max_steps,
+                           progress)  # fmt: skip
     if accelerator.is_main_process:
         # saved from a fresh model: FSDP leaves shards in the trained one and changes its class (save_pretrained would
         # then name torch's FSDP class in config.json and copy its modules as the remote code)
         trained = pretraining_model(config)
         trained.load_state_dict(state_dict)
+        if probe is not None and progress["probe_history"][-1]["step"] != max_steps:
+            run_probe(probe, trained, progress, max_steps)
         trained.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
         if joint_embedding:  # what finetune.py takes: the backbone with a fresh classification head
@@ -314,7 +361,10 @@ def main(argv: list[str] | None = None) -> dict:
             add_remote_pipelines(output_dir / "backbone")
         add_remote_pipelines(output_dir)
         rows = None if streamed else len(dataset)
-        write_card(args, config, output_dir, rows, global_batch, learning_rate, max_steps)
+        learned = what_it_learned(args, progress, held_out)
+        for what, value in learned:
+            logger.info("%s: %s", what, value)
+        write_card(args, config, output_dir, rows, global_batch, learning_rate, max_steps, learned)
         (output_dir / "trainer_state.json").write_text(json.dumps(progress, indent=1))
         if args.push_to_hub:
             push_folder_to_hub(output_dir, args.hub_model_id, commit_message=f"Pretrained {max_steps} steps")
@@ -323,27 +373,106 @@ def main(argv: list[str] | None = None) -> dict:
     return progress
 
 
+def held_out_rows(args: PretrainingArguments) -> datasets.Dataset | None:
+    """The labelled held-out images of the probe and the reconstruction measurements: --probe_dataset's validation
+    split (carved from its training patients where it has none, as finetune.py carves it). For the phantom it is the
+    validation split of the same draw as the training phantoms (--num_images), so that pretraining never saw it."""
+    if args.probe_dataset == "none":
+        return None
+    same_collection = args.probe_dataset == args.dataset
+    data_dir = args.probe_data_dir or (args.data_dir if same_collection else None)
+    extra = {"num_images": args.num_images} if args.probe_dataset == "synthetic" and args.num_images else {}
+    splits = load_mammography(args.probe_dataset, data_dir, args.probe_dataset_config, cache_dir=args.cache_dir,
+                              **extra)  # fmt: skip
+    splits, source = carve_validation(splits, args.probe_label_column, seed=args.seed)
+    logger.info("Held-out images: %d rows of %s (%s).", len(splits["validation"]), args.probe_dataset, source)
+    return splits["validation"]
+
+
+def representation_probe(
+    args: PretrainingArguments, held_out: datasets.Dataset | None, model, processor
+) -> RepresentationProbe | None:
+    """The probe of --probe_label_column on the held-out rows, or None (and why) where there is nothing to probe."""
+    if held_out is None:
+        return None
+    try:
+        feature_extractor(model)
+        return RepresentationProbe(held_out, args.probe_label_column, processor, seed=args.seed)
+    except ValueError as error:  # a model without an encoder (the VAE), a held-out set too small to fit a probe
+        logger.warning("No representation probe: %s", error)
+        return None
+
+
+def run_probe(probe: RepresentationProbe, model, progress: dict, step: int) -> None:
+    """Probe `model`'s encoder and add the result to `progress` (and the trackers); the training's random state is
+    left as it was (the feature extractor's fresh head draws from it)."""
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        results = probe(feature_extractor(model))
+    progress["probe_seconds"] += time.perf_counter() - started
+    progress["probe_history"].append({"step": step, **results})
+
+
+def what_it_learned(
+    args: PretrainingArguments, progress: dict, held_out: datasets.Dataset | None
+) -> list[tuple[str, str]]:
+    """(what, value) rows for the final summary and the card: each scale's loss / visible-mean baseline on the
+    held-out images and on the last training window, and the probe of the random and of the trained encoder."""
+    rows = []
+    where = f"{args.probe_dataset} validation" if held_out is not None else "the first training images"
+    if progress["held_out_history"]:
+        last = progress["held_out_history"][-1]
+        rows.append((f"Reconstruction loss / visible-mean baseline, {where} (step {last['step']})",
+                     format_ratios(last)))  # fmt: skip
+    if progress["log_history"] and format_ratios(progress["log_history"][-1]):
+        rows.append(("Reconstruction loss / visible-mean baseline, last training batches",
+                     format_ratios(progress["log_history"][-1])))  # fmt: skip
+    if progress["probe_history"]:
+        task = f"`{args.probe_label_column}`, {where}"
+        first, last = progress["probe_history"][0], progress["probe_history"][-1]
+        if first["step"] == 0:
+            rows.append((f"Probe ({task}), randomly initialised encoder", format_probe(first)))
+        rows.append((f"Probe ({task}), encoder after step {last['step']}", format_probe(last)))
+        share = progress["probe_seconds"] / max(progress["train_seconds"] + progress["probe_seconds"], 1e-9)
+        rows.append(("Probe cost", f"{progress['probe_seconds']:.1f} s, {share:.1%} of the run"))
+    return rows
+
+
 def local_crop_size(config) -> int:
     """DINO's local crops: 96 px for 224 px global ones, in whole patches for a ViT."""
     patch = config.patch_size or 1
     return max(patch, round(config.image_size * 96 / 224 / patch) * patch)
 
 
-def preview_batch(dataset, processor, size: int = 4) -> dict:
-    """The first rows, unaugmented: what the reconstruction pictures show at every checkpoint."""
-    rows = list(dataset.take(size)) if isinstance(dataset, datasets.IterableDataset) else dataset.select(range(size))
+def preview_batch(dataset, processor, size: int = 64) -> dict:
+    """The first rows, unaugmented: what the reconstructions are measured on at every checkpoint (the first four are
+    drawn)."""
+    if isinstance(dataset, datasets.IterableDataset):
+        rows = list(dataset.take(size))
+    else:
+        rows = dataset.select(range(min(size, len(dataset))))
     return PretrainingCollator(processor, augment=False)(list(rows))
 
 
 @torch.no_grad()
-def log_reconstruction(accelerator: Accelerator, model, preview: dict, path: Path, seed: int, step: int) -> None:
-    """Save the reconstruction picture of the preview batch (fixed masks) and hand it to the trackers. Every process
-    runs the forward pass (with FSDP each holds a shard of the weights); the main process draws."""
+def log_reconstruction(
+    accelerator: Accelerator, model, preview: dict, path: Path, seed: int, step: int, progress: dict
+) -> None:
+    """Measure each scale's loss against the visible-mean baseline on the preview batch (fixed masks), save the
+    reconstruction picture of its first images and hand both to the trackers. Every process runs the forward pass
+    (with FSDP each holds a shard of the weights); the main process draws."""
     unwrapped = accelerator.unwrap_model(model)
     model.eval()
     preview = send_to_device(preview, accelerator.device)
     outputs = model(**preview, noise=mask_noise(preview["pixel_values"], unwrapped.config.patch_size, seed, step=0))
     model.train()
+    monitor = ReconstructionMonitor(unwrapped.config)
+    monitor.update(preview, outputs)
+    measured = monitor.summary()
+    if progress["held_out_history"][-1:] and progress["held_out_history"][-1]["step"] == step:
+        progress["held_out_history"].pop()  # measured again at the end of the run
+    progress["held_out_history"].append({"step": step, **measured})
+    accelerator.log({f"held_out/{key}": value for key, value in measured.items()}, step=step)
     if not accelerator.is_main_process:
         return
     save_reconstruction(unwrapped, preview["pixel_values"], outputs, path, preview.get("target_pixel_values"))
@@ -364,9 +493,9 @@ def augmentation(args: PretrainingArguments) -> str:
 
 def write_card(
     args: PretrainingArguments, config, output_dir: Path, rows: int | None, global_batch: int, learning_rate: float,
-    steps: int,
+    steps: int, learned: list[tuple[str, str]],
 ) -> None:  # fmt: skip
-    """The model card: what was trained, on what data, with which recipe."""
+    """The model card: what was trained, on what data, with which recipe, and what it learned."""
     data = f"`{args.dataset}`" + (f" (`{args.dataset_config}`)" if args.dataset in BUILDERS else "")
     data += f": {rows} training images" if rows is not None else ", streamed"
     recipe = {
@@ -411,7 +540,7 @@ def write_card(
         }
     card = render_model_card(
         args.hub_model_id or output_dir.name, "pretraining", data, recipe, architecture=architecture,
-        citations=CITATIONS[args.model_type], **loading,
+        citations=CITATIONS[args.model_type], learned=learned, **loading,
     )  # fmt: skip
     card.save(output_dir / "README.md")
 

@@ -3,8 +3,13 @@ import pytest
 import torch
 from scipy import ndimage
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
+from miram_hf.data import load_mammography
 from miram_hf.data.synthetic import MARGIN_NAMES, PATHOLOGY_NAMES, generate_phantom, power_law_texture
+from miram_hf.processing import MammographyImageProcessor
 from miram_hf.processing.image_processing_mammography import resample
 from miram_hf.processing.patches import Box, lesion_crop_box
 
@@ -29,6 +34,9 @@ def test_sixteen_bit_breast_against_the_chest_wall_of_its_side(seed):
         assert 0 <= top < bottom <= 256 and 0 <= left < right <= 192
         assert lesion.mask.shape == (bottom - top, right - left) and lesion.mask.any()
         assert phantom.breast_mask[(top + bottom) // 2, (left + right) // 2]
+        if lesion.fine_detail >= 0:  # a fine-detail finding: no pathology, no margins
+            assert lesion.pathology == -1 and lesion.mass_margins == [] and lesion.fine_detail in (0, 1)
+            continue
         is_mass = PATHOLOGY_NAMES[lesion.pathology].endswith("mass")
         assert len(lesion.mass_margins) == (1 if is_mass else 0)
         assert all(0 <= margin < len(MARGIN_NAMES) for margin in lesion.mass_margins)
@@ -61,7 +69,7 @@ def test_malignant_calcifications_are_more_numerous_and_finer():
 def test_a_small_classifier_learns_the_pathology_of_lesion_crops():
     features, labels = [], []
     for seed in range(160):
-        phantom = generate_phantom(seed, height=256, width=192, max_lesions=1)
+        phantom = generate_phantom(seed, height=256, width=192, max_lesions=1, fine_detail_findings=0)
         for lesion in phantom.lesions:
             box = lesion_crop_box(phantom.image.shape, Box(*lesion.box), context=0.5, min_size=24)
             crop = torch.from_numpy(box.crop(phantom.image).astype(np.float32))
@@ -74,3 +82,36 @@ def test_a_small_classifier_learns_the_pathology_of_lesion_crops():
     classifier = LogisticRegression(max_iter=2000, C=0.1).fit(features[:split], labels[:split])
     accuracy = classifier.score(features[split:], labels[split:])
     assert accuracy > 0.5, accuracy  # chance is 0.25
+
+
+def speck_features(images: torch.Tensor) -> np.ndarray:
+    """Translation-invariant features of the specks: the brightest values of the image less its 3 x 3 local mean
+    (relative to the brightest) and the radial power spectrum of that residual."""
+    pixels = images[:, 0]
+    residual = pixels - torch.nn.functional.avg_pool2d(pixels[:, None], 3, 1, 1, count_include_pad=False)[:, 0]
+    residual = residual[:, 2:-2, 2:-2]
+    brightest = residual.flatten(1).sort(1, descending=True).values[:, :32]
+    power = torch.fft.rfft2(residual).abs() ** 2
+    radius = (torch.fft.fftfreq(residual.shape[-2])[:, None] ** 2 + torch.fft.rfftfreq(residual.shape[-1]) ** 2).sqrt()
+    bands = (radius * 16).long().clamp(max=7)
+    radial = torch.stack([power[:, bands == band].mean(1) for band in range(8)], 1).log()
+    return torch.cat([brightest / brightest[:, :1].clamp(min=1e-6), brightest[:, :1], radial], 1).numpy()
+
+
+def test_the_fine_detail_label_is_learnable_at_2x_and_much_less_at_1x(tmp_path):
+    """MIRAM's question needs a finding whose deciding detail a 1x input loses and a 2x target keeps: dots vs lines
+    of three native pixels, through the real pipeline (crops of about 100 px to a 32 px input and its 64 px
+    target)."""
+    splits = load_mammography("synthetic", config_name="lesions", num_images=200, cache_dir=str(tmp_path))
+    rows = [row for split in splits.values() for row in split if row["label_fine_detail"] >= 0]
+    labels = np.array([row["label_fine_detail"] for row in rows])
+    assert len(rows) == 200 and 0.35 < labels.mean() < 0.65  # one finding a phantom, dots and lines alike
+    processor = MammographyImageProcessor(size={"height": 32, "width": 32}, do_breast_crop=False, do_flip=False,
+                                          keep_aspect_ratio=False, num_channels=1, scales=[1, 2])  # fmt: skip
+    inputs = processor([np.array(row["image"]) for row in rows], return_tensors="pt")
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    accuracy = {
+        name: cross_val_score(probe, speck_features(images), labels, cv=5).mean()
+        for name, images in (("1x", inputs["pixel_values"]), ("2x", inputs["target_pixel_values"][1]))
+    }
+    assert accuracy["2x"] > 0.8 and accuracy["1x"] < 0.7 and accuracy["2x"] - accuracy["1x"] > 0.2, accuracy

@@ -56,13 +56,16 @@ def test_lesion_crops_carry_labels_and_backgrounds_are_flagged(lesions):
         np.testing.assert_array_equal(np.array(row["image"]), crop.crop(phantom.image))
         lesion = Box(*row["lesion_box"])
         assert crop.top <= lesion.top and lesion.bottom <= crop.bottom  # the crop holds the lesion
-        assert 0 <= row["label_pathology"] < 4
+        if row["label_fine_detail"] >= 0:  # the fine-detail finding: no pathology
+            assert row["label_pathology"] == -1 and row["label_mass_margins"] == []
+            continue
+        assert 0 <= row["label_pathology"] < 4 and row["label_fine_detail"] == -1
         assert (row["label_mass_margins"] != []) == PATHOLOGY_NAMES[row["label_pathology"]].endswith("mass")
     for row in background_rows:
         seed = int(row["image_id"].removeprefix("synthetic_"))
         phantom = generate_phantom(seed, 256, 192)
         crop = Box(*row["crop_box"])
-        assert row["label_pathology"] == -1 and row["label_mass_margins"] == []
+        assert row["label_pathology"] == -1 and row["label_mass_margins"] == [] and row["label_fine_detail"] == -1
         assert not any(crop.intersects(Box(*lesion.box)) for lesion in phantom.lesions)
         assert breast_mask(phantom.image, TOP)[crop.top : crop.bottom, crop.left : crop.right].mean() >= 0.9
 

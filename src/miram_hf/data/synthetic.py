@@ -4,6 +4,11 @@ Reproducible from a seed: a breast-shaped region of power-law (1/f^beta, beta ab
 optional pectoral muscle (MLO), masses with circumscribed, microlobulated, ill-defined or spiculated margins, and
 clusters of microcalcifications, benign (few, round, regular) or malignant (many, fine, pleomorphic, linear). The
 labels follow CBIS-DDSM's lesion tasks: four pathology classes and the five mass-margin atoms.
+
+Each phantom also holds fine-detail findings, a task for MIRAM's question (does reconstructing finer scales teach
+finer detail?): a cluster of specks one native pixel across, either dots or short lines of three pixels with the same
+brightness in all (`label_fine_detail`). Once a crop is shrunk to a model's input by about 3x the two look alike;
+at twice that size they differ. They carry no pathology (-1) and stay out of the four-class task.
 """
 
 from dataclasses import dataclass, field
@@ -13,14 +18,13 @@ import numpy as np
 
 from ..processing.patches import Box
 from .common import (
-    IMAGE_FEATURES,
     IMAGE_MALIGNANCY,
-    LESION_FEATURES,
     MARGIN_NAMES,
     PATHOLOGY_NAMES,
     MammographyBuilder,
     MammographyConfig,
     background_crop_rows,
+    collection_features,
     encode_mask,
     image_malignancy,
     lesion_crop_row,
@@ -28,14 +32,17 @@ from .common import (
 
 BITS_STORED = 16
 TOP = 2**BITS_STORED - 1
+FINE_DETAIL_NAMES = ("dotted", "linear")
+FINE_DETAIL_LABEL = {"label_fine_detail": datasets.ClassLabel(names=list(FINE_DETAIL_NAMES))}
 
 
 @dataclass
 class PhantomLesion:
     box: tuple[int, int, int, int]  # (top, left, bottom, right), bottom and right exclusive
     mask: np.ndarray  # boolean, the size of the box
-    pathology: int  # index into PATHOLOGY_NAMES
+    pathology: int  # index into PATHOLOGY_NAMES; -1 for a fine-detail finding
     mass_margins: list[int] = field(default_factory=list)  # indices into MARGIN_NAMES; empty for calcifications
+    fine_detail: int = -1  # index into FINE_DETAIL_NAMES for a fine-detail finding, -1 for the others
 
 
 @dataclass
@@ -135,8 +142,29 @@ def _calcifications(size: int, malignant: bool, rng: np.random.Generator) -> tup
     return density, density > 0.5
 
 
-def generate_phantom(seed: int, height: int = 512, width: int = 384, max_lesions: int = 2) -> Phantom:
-    """One phantom mammogram from `seed` (same seed, same image)."""
+def _fine_detail_finding(size: int, linear: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(added density, mask) of a cluster of specks one native pixel wide spread over a size x size box: dots, or
+    lines three pixels long in a random one of four directions, each speck the same total brightness. The count is
+    drawn alike for both kinds: only the shape, finer than a pixel of a 3x smaller image, tells them apart."""
+    density = np.zeros((size, size), dtype=np.float32)
+    margin = max(2, size // 10)
+    for _ in range(int(rng.integers(10, 17))):
+        row, column = (int(value) for value in rng.integers(margin, size - margin, 2))
+        if linear:
+            step_row, step_column = ((0, 1), (1, 0), (1, 1), (1, -1))[int(rng.integers(4))]
+            for offset in (-1, 0, 1):
+                density[row + offset * step_row, column + offset * step_column] += 1 / 3
+        else:
+            density[row, column] += 1.0
+    return density, density > 0
+
+
+def generate_phantom(
+    seed: int, height: int = 512, width: int = 384, max_lesions: int = 2, fine_detail_findings: int = 1
+) -> Phantom:
+    """One phantom mammogram from `seed` (same seed, same image), with `fine_detail_findings` fine-detail clusters
+    besides its lesions (drawn from a generator of their own, so that the rest of the phantom does not depend on
+    their number)."""
     rng = np.random.default_rng(seed)
     laterality, view = ("L", "R")[int(rng.integers(2))], ("CC", "MLO")[int(rng.integers(2))]
     mask, thickness, pectoral = _breast_region(height, width, view, rng)
@@ -165,6 +193,18 @@ def generate_phantom(seed: int, height: int = 512, width: int = 384, max_lesions
         )
         local = lesion_mask[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
         lesions.append(PhantomLesion(box, local, pathology, margins))
+    fine_rng = np.random.default_rng([seed, 1])
+    for _ in range(fine_detail_findings):
+        linear = int(fine_rng.integers(2))
+        size = int(min(height, width) * 0.25)
+        top, left = _place(height, width, size, mask, fine_rng)
+        added, lesion_mask = _fine_detail_finding(size, bool(linear), fine_rng)
+        density[top : top + size, left : left + size] += 0.3 * added
+        rows, columns = np.nonzero(lesion_mask)
+        box = (top + int(rows.min()), left + int(columns.min()), top + int(rows.max()) + 1,
+               left + int(columns.max()) + 1)  # fmt: skip
+        local = lesion_mask[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+        lesions.append(PhantomLesion(box, local, -1, [], fine_detail=linear))
 
     density = np.where(mask, density, 0.0) + rng.normal(0, 0.004, (height, width))  # quantum noise everywhere
     image = np.clip(0.005 + density, 0, 1) * TOP
@@ -178,21 +218,27 @@ def generate_phantom(seed: int, height: int = 512, width: int = 384, max_lesions
 def _mirror(lesion: PhantomLesion, width: int) -> PhantomLesion:
     top, left, bottom, right = lesion.box
     return PhantomLesion(
-        (top, width - right, bottom, width - left), lesion.mask[:, ::-1].copy(), lesion.pathology, lesion.mass_margins
+        (top, width - right, bottom, width - left),
+        lesion.mask[:, ::-1].copy(),
+        lesion.pathology,
+        lesion.mass_margins,
+        lesion.fine_detail,
     )
 
 
 @dataclass
 class SyntheticConfig(MammographyConfig):
     """`images` or `lesions` of `num_images` phantoms (one patient each) drawn from `seed`; `validation_fraction` and
-    `test_fraction` of the patients go to those splits. Lesion crops add `context` of the lesion's size on every side
-    and are at least `min_crop_size` pixels (see `MammographyConfig`)."""
+    `test_fraction` of the patients go to those splits. Each phantom holds `fine_detail_findings` fine-detail
+    clusters (`label_fine_detail`) besides at most `max_lesions` lesions. Lesion crops add `context` of the lesion's
+    size on every side and are at least `min_crop_size` pixels (see `MammographyConfig`)."""
 
     num_images: int = 64
     seed: int = 0
     height: int = 512
     width: int = 384
     max_lesions: int = 2
+    fine_detail_findings: int = 1
     validation_fraction: float = 0.125
     test_fraction: float = 0.125
 
@@ -211,12 +257,10 @@ class SyntheticMammography(MammographyBuilder):
     DEFAULT_CONFIG_NAME = "lesions"
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(
-            description=__doc__,
-            features=datasets.Features({**IMAGE_FEATURES, **IMAGE_MALIGNANCY})
-            if self.config.name == "images"
-            else LESION_FEATURES,
-        )
+        features = collection_features(self.config.name, FINE_DETAIL_LABEL)
+        if self.config.name == "images":
+            features = datasets.Features({**features, **IMAGE_MALIGNANCY})
+        return datasets.DatasetInfo(description=__doc__, features=features)
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
         config = self.config
@@ -233,7 +277,9 @@ class SyntheticMammography(MammographyBuilder):
     def _generate_examples(self, seeds: list[int]):
         config = self.config
         for seed in seeds:
-            phantom = generate_phantom(seed, config.height, config.width, config.max_lesions)
+            phantom = generate_phantom(
+                seed, config.height, config.width, config.max_lesions, config.fine_detail_findings
+            )
             common = {
                 "image_id": f"synthetic_{seed}",
                 "patient_id": f"SYN_{seed}",
@@ -247,6 +293,7 @@ class SyntheticMammography(MammographyBuilder):
                         "mask": encode_mask(lesion.mask),
                         "label_pathology": lesion.pathology,
                         "label_mass_margins": lesion.mass_margins,
+                        "label_fine_detail": lesion.fine_detail,
                     }
                     for lesion in phantom.lesions
                 ]
@@ -265,12 +312,14 @@ class SyntheticMammography(MammographyBuilder):
                         **common,
                         label_pathology=lesion.pathology,
                         label_mass_margins=lesion.mass_margins,
+                        label_fine_detail=lesion.fine_detail,
                     ),
                 )
-            yield from background_crop_rows(phantom.image, lesion_boxes, config, {}, **common)
+            yield from background_crop_rows(phantom.image, lesion_boxes, config, {}, **common, label_fine_detail=-1)
 
 
 __all__ = [
+    "FINE_DETAIL_NAMES",
     "Phantom",
     "PhantomLesion",
     "SyntheticConfig",

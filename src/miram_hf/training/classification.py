@@ -14,7 +14,7 @@ from transformers import (
 )
 
 from ..modeling.mil import MilConfig, MilForImageClassification
-from ..modeling.miram import MiramForImageClassification, MiramForPreTraining
+from ..modeling.miram import MiramForPreTraining
 from ..modeling.roi import RoiAttentionConfig, RoiAttentionForImageClassification
 from ..processing import MammographyImageProcessor
 from .bags import image_bag, pad_bags
@@ -52,11 +52,8 @@ def image_classifier(
         config.update(labelling)
         model = AutoModelForImageClassification.from_config(config)
     elif (config := AutoConfig.from_pretrained(name_or_path)).model_type == "vit_mae":
-        encoder = MiramForPreTraining.from_vit_mae(name_or_path, scales=[1], decoder_attention=["sdpa"]).miram
-        config = copy.deepcopy(encoder.config)
-        config.update({**labelling, "drop_path_rate": drop_path_rate})
-        model = MiramForImageClassification(config)
-        model.miram.load_state_dict(encoder.state_dict())
+        mae = MiramForPreTraining.from_vit_mae(name_or_path, scales=[1], decoder_attention=["sdpa"])
+        model = mae.backbone_for_image_classification(**labelling, drop_path_rate=drop_path_rate)
     else:
         drop_path = {"drop_path_rate": drop_path_rate} if hasattr(config, "drop_path_rate") else {}
         model = AutoModelForImageClassification.from_pretrained(

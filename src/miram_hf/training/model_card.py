@@ -47,12 +47,14 @@ def render_model_card(
     usage: str = 'features = model(**processor("mammogram.dcm"), mask_ratio=0.0).last_hidden_state',
     pipeline_task: str | None = "image-feature-extraction",
     citations: list[str] | None = None,
+    learned: list[tuple[str, str]] | None = None,
 ) -> ModelCard:
     """A card for `model_id`: what it is, the data and recipe actually used, `results` (dicts with dataset_name,
     dataset_type, dataset_split, metric_type, metric_value, task_type) as `model-index`, intended use and limits
     (research only), how to load it with and without the package (`auto_class`, then the `usage` line, and the
-    `pipeline_task` its folder carries a pipeline for), and what to cite (`citations`, by default MIRAM's and
-    MAE's papers)."""
+    `pipeline_task` its folder carries a pipeline for), what to cite (`citations`, by default MIRAM's and MAE's
+    papers) and, for a pretrained model, what it learned (`learned`: (what, value) rows, e.g. its reconstruction
+    loss against a trivial baseline and its probe against the random encoder's)."""
     template_path = TEMPLATES / template
     if not template_path.is_file():
         raise FileNotFoundError(f"No model card template at {template_path}: run from a miram_hf checkout.")
@@ -94,4 +96,5 @@ def render_model_card(
         usage=usage,
         pipeline_task=pipeline_task,
         citations=citations if citations is not None else CITATIONS["miram"],
+        learned=learned or [],
     )

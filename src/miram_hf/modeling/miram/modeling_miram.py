@@ -8,6 +8,7 @@ predicts the image at f times the input size.
 This file imports only torch, transformers and its siblings so that a saved model loads with `trust_remote_code=True`.
 """
 
+import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,6 +104,26 @@ def duplicate_tokens(tokens: torch.Tensor, grid: tuple[int, int], factor: int) -
     tokens = tokens.reshape(batch, *grid, dim)
     tokens = tokens.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
     return tokens.reshape(batch, -1, dim)
+
+
+def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(batch, channels, H, W) -> (batch, (H/p) * (W/p), p * p * channels), pixels of a patch channel-last (ViTMAE's
+    order)."""
+    batch, channels, height, width = pixel_values.shape
+    p = patch_size
+    patches = pixel_values.reshape(batch, channels, height // p, p, width // p, p)
+    return patches.permute(0, 2, 4, 3, 5, 1).reshape(batch, (height // p) * (width // p), p * p * channels)
+
+
+def patch_targets(pixel_values: torch.Tensor, patch_size: int, norm_pix_loss: bool) -> torch.Tensor:
+    """What MAE's decoder predicts: the patches of `pixel_values`, each normalised by its mean and variance with
+    `norm_pix_loss`."""
+    target = patchify(pixel_values, patch_size)
+    if norm_pix_loss:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + 1.0e-6) ** 0.5
+    return target
 
 
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
@@ -542,10 +563,7 @@ class MiramForPreTraining(MiramPreTrainedModel):
 
     def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(batch, channels, H, W) -> (batch, (H/p) * (W/p), p * p * channels), pixels of a patch channel-last."""
-        batch, channels, height, width = pixel_values.shape
-        p = self.config.patch_size
-        patches = pixel_values.reshape(batch, channels, height // p, p, width // p, p)
-        return patches.permute(0, 2, 4, 3, 5, 1).reshape(batch, (height // p) * (width // p), p * p * channels)
+        return patchify(pixel_values, self.config.patch_size)
 
     def unpatchify(self, patches: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Inverse of `patchify` for an image of `image_size` (height, width)."""
@@ -556,11 +574,7 @@ class MiramForPreTraining(MiramPreTrainedModel):
 
     def reconstruction_loss(self, target: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """MAE loss: per-patch MSE (targets optionally normalised per patch), averaged over the masked patches."""
-        target = self.patchify(target)
-        if self.config.norm_pix_loss:
-            mean = target.mean(dim=-1, keepdim=True)
-            var = target.var(dim=-1, keepdim=True)
-            target = (target - mean) / (var + 1.0e-6) ** 0.5
+        target = patch_targets(target, self.config.patch_size, self.config.norm_pix_loss)
         loss = ((logits - target) ** 2).mean(dim=-1)
         if mask.sum() == 0:  # nothing masked (mask_ratio=0): plain auto-encoding of every patch
             return loss.mean()
@@ -632,6 +646,16 @@ class MiramForPreTraining(MiramPreTrainedModel):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+
+    def backbone_for_image_classification(self, **config_kwargs) -> "MiramForImageClassification":
+        """The encoder in a new `MiramForImageClassification` with a fresh head, where MAE's fine-tuning starts;
+        `config_kwargs` (`num_labels`, `id2label`, `problem_type`, `drop_path_rate`, ...) go to its config. With
+        `num_labels=0` there is no head, and the logits are the pooled features a head would read."""
+        config = copy.deepcopy(self.config)
+        config.update(config_kwargs)
+        classifier = MiramForImageClassification(config)
+        classifier.miram.load_state_dict(self.miram.state_dict())
+        return classifier
 
     @classmethod
     def from_vit_mae(cls, model_or_path: "PreTrainedModel | str", **config_overrides) -> "MiramForPreTraining":

@@ -1,0 +1,183 @@
+"""Whether pretraining learned anything: each reconstruction scale's loss against a trivial predictor on the same
+masks, and a probe of the encoder's features on a labelled held-out set against the randomly initialised encoder."""
+
+import datasets
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from transformers import PretrainedConfig, PreTrainedModel
+
+from ..data.folds import carve_validation
+from ..metrics import classification_metrics
+from ..modeling.miram.modeling_miram import MiramForPreTraining, duplicate_tokens, patch_targets
+from ..processing import MammographyImageProcessor
+
+
+@torch.no_grad()
+def visible_mean_losses(
+    config: PretrainedConfig,
+    pixel_values: torch.Tensor,
+    target_pixel_values: list[torch.Tensor] | None,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """(num_scales,): the masked-patch loss, per scale, of predicting every masked patch as the mean of the image's
+    visible target pixels, on the masks a model drew (`mask`, 1 = masked, at the encoder's grid). A reconstruction
+    loss near this baseline means the decoder learned no more than each image's brightness.
+
+    Works for MIRAM (`config.scales`, one target per scale) and for MAE (one scale, the input itself); targets are
+    normalised per patch as the model's loss normalises them (`norm_pix_loss`)."""
+    scales = getattr(config, "scales", None) or [1]
+    targets = target_pixel_values if target_pixel_values is not None else [pixel_values]
+    if len(targets) != len(scales):
+        raise ValueError(f"{len(targets)} target images for scales {scales}: pass one per scale.")
+    grid = (pixel_values.shape[-2] // config.patch_size, pixel_values.shape[-1] // config.patch_size)
+    losses = []
+    for scale, target in zip(scales, targets, strict=True):
+        patches = patch_targets(target.float(), config.patch_size, config.norm_pix_loss)  # (batch, patches, pixels)
+        masked = duplicate_tokens(mask.float().unsqueeze(-1), grid, scale)  # (batch, patches, 1)
+        visible = 1 - masked
+        mean = (patches * visible).sum((1, 2)) / (visible.sum((1, 2)) * patches.shape[-1]).clamp(min=1)
+        error = ((patches - mean[:, None, None]) ** 2).mean(-1, keepdim=True)
+        losses.append((error * masked).sum() / masked.sum().clamp(min=1))
+    return torch.stack(losses)
+
+
+def scale_losses(outputs) -> torch.Tensor:
+    """(num_scales,): MIRAM's per-scale losses, or MAE's one loss."""
+    losses = getattr(outputs, "scale_losses", None)
+    return losses if losses is not None else outputs.loss.reshape(1)
+
+
+class ReconstructionMonitor:
+    """Each scale's masked-patch loss next to the visible-mean baseline's (`visible_mean_losses`) on the same masks,
+    averaged over the micro-batches since the last `summary()`: the ratio tells whether the decoder learned more than
+    each image's brightness (near 1: nothing)."""
+
+    def __init__(self, config: PretrainedConfig):
+        self.config = config
+        self.scales = getattr(config, "scales", None) or [1]
+        self.losses, self.baselines = [], []
+
+    def update(self, batch: dict, outputs) -> None:
+        self.losses.append(scale_losses(outputs).detach().float())
+        self.baselines.append(visible_mean_losses(self.config, batch["pixel_values"],
+                                                  batch.get("target_pixel_values"), outputs.mask))  # fmt: skip
+
+    def summary(self, reduce=lambda tensor: tensor) -> dict[str, float]:
+        """`loss_scale_<f>`, `baseline_scale_<f>`, `ratio_scale_<f>` over the window, each averaged by `reduce`
+        (e.g. across processes); the window starts again."""
+        losses, baselines = (reduce(torch.stack(values).mean(0)) for values in (self.losses, self.baselines))
+        self.losses, self.baselines = [], []
+        results = {}
+        for scale, loss, baseline in zip(self.scales, losses.tolist(), baselines.tolist(), strict=True):
+            results |= {f"loss_scale_{scale}": loss, f"baseline_scale_{scale}": baseline,
+                        f"ratio_scale_{scale}": loss / baseline if baseline > 0 else float("nan")}  # fmt: skip
+        return results
+
+
+def format_ratios(results: dict[str, float]) -> str:
+    """`1x 0.42, 2x 0.37`: the loss / baseline ratio of each scale."""
+    return ", ".join(f"{key.removeprefix('ratio_scale_')}x {value:.2f}" for key, value in results.items()
+                     if key.startswith("ratio_scale_"))  # fmt: skip
+
+
+def feature_extractor(model: PreTrainedModel) -> PreTrainedModel:
+    """What a probe of a pretraining model scores: the classifier that fine-tuning starts from
+    (`backbone_for_image_classification`: MIRAM's encoder, a joint-embedding method's exported backbone) with no
+    head, so that its logits are the pooled features a head would read. transformers' ViTMAE is fine-tuned here as
+    MIRAM's classifier, so it is probed as one."""
+    if model.config.model_type == "vit_mae":
+        model = MiramForPreTraining.from_vit_mae(model, scales=[1], decoder_attention=["sdpa"])
+    if not hasattr(model, "backbone_for_image_classification"):
+        raise ValueError(f"A {model.config.model_type} model has no pooled-feature encoder to probe.")
+    return model.backbone_for_image_classification(num_labels=0).eval()
+
+
+class RepresentationProbe:
+    """Scores an encoder's features on a labelled held-out set: a k-NN classifier and a logistic-regression linear
+    probe (scikit-learn, on standardised features), fitted on one part of the set's patients and scored on the rest
+    (`held_out_fraction`, stratified, seeded), as accuracy and macro ROC AUC with bootstrap 95% intervals.
+
+    The images are processed once, unaugmented, at the model's input (`processor`); each call runs the encoder over
+    them with nothing masked. Call it on the randomly initialised encoder for the reference.
+
+        probe = RepresentationProbe(rows, "label_pathology", processor)
+        probe(feature_extractor(model))  # {"linear_accuracy": ..., "linear_accuracy_ci_low": ..., "knn_roc_auc": ...}
+    """
+
+    def __init__(
+        self,
+        rows: datasets.Dataset,
+        label_column: str,
+        processor: MammographyImageProcessor,
+        held_out_fraction: float = 0.5,
+        seed: int = 0,
+        neighbours: int = 10,
+        n_bootstrap: int = 200,
+        batch_size: int = 64,
+    ):
+        rows = rows.filter(lambda label: label >= 0, input_columns=label_column)  # background crops carry -1
+        parts, _ = carve_validation(datasets.DatasetDict({"train": rows}), label_column, held_out_fraction, seed)
+        self.label_column, self.neighbours, self.n_bootstrap, self.batch_size = (
+            label_column, neighbours, n_bootstrap, batch_size
+        )  # fmt: skip
+        self.num_classes = rows.features[label_column].num_classes
+        self.pixel_values, self.labels = {}, {}
+        for name, part in (("fit", parts["train"]), ("held_out", parts["validation"])):
+            images = [np.asarray(image) for image in part["image"]]
+            self.pixel_values[name] = processor(images, scales=[1], return_tensors="pt")["pixel_values"]
+            self.labels[name] = np.array(part[label_column])
+        if len(set(self.labels["fit"])) < 2:
+            raise ValueError(f"The probe's fitting part holds one class of {label_column} only: give it more rows.")
+
+    def __len__(self) -> int:
+        return sum(len(labels) for labels in self.labels.values())
+
+    @torch.no_grad()
+    def features(self, encoder: PreTrainedModel, pixel_values: torch.Tensor) -> np.ndarray:
+        device = next(encoder.parameters()).device
+        batches = pixel_values.split(self.batch_size)
+        return torch.cat([encoder(pixel_values=batch.to(device)).logits.float().cpu() for batch in batches]).numpy()
+
+    def __call__(self, encoder: PreTrainedModel) -> dict[str, float]:
+        fit, held_out = (self.features(encoder, self.pixel_values[name]) for name in ("fit", "held_out"))
+        classifiers = {
+            "knn": KNeighborsClassifier(min(self.neighbours, len(fit)), weights="distance"),
+            "linear": LogisticRegression(max_iter=2000),
+        }
+        results = {}
+        for name, classifier in classifiers.items():
+            classifier = make_pipeline(StandardScaler(), classifier).fit(fit, self.labels["fit"])
+            scores = np.zeros((len(held_out), self.num_classes))
+            scores[:, classifier.classes_] = classifier.predict_proba(held_out)  # classes the fitting part lacks: 0
+            metrics, _ = classification_metrics(scores.tolist(), self.labels["held_out"].tolist(), "single_label",
+                                                self.n_bootstrap)  # fmt: skip
+            for metric in ("accuracy", "roc_auc"):
+                for suffix in ("", "_ci_low", "_ci_high"):
+                    if metric + suffix in metrics:
+                        results[f"{name}_{metric}{suffix}"] = metrics[metric + suffix]
+        return results
+
+
+def format_probe(results: dict[str, float]) -> str:
+    """`linear accuracy 0.62 [0.51, 0.72], ...`: a probe's results on one line."""
+    parts = []
+    for name in ("linear_accuracy", "linear_roc_auc", "knn_accuracy", "knn_roc_auc"):
+        if name in results:
+            interval = f" [{results[name + '_ci_low']:.3f}, {results[name + '_ci_high']:.3f}]"
+            parts.append(f"{name.replace('_', ' ', 1)} {results[name]:.3f}{interval}")
+    return ", ".join(parts)
+
+
+__all__ = [
+    "ReconstructionMonitor",
+    "RepresentationProbe",
+    "feature_extractor",
+    "format_probe",
+    "format_ratios",
+    "scale_losses",
+    "visible_mean_losses",
+]

@@ -30,7 +30,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocC
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
-from miram_hf.data import finetuning_splits, load_mammography
+from miram_hf.data import finetuning_splits, load_mammography, parse_dataset_options
 from miram_hf.metrics import classification_metrics
 from miram_hf.training.classification import classification_inputs, collate_classification
 
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--n_bootstrap", type=int, default=1000)
     parser.add_argument("--num_images", type=int, default=None, help="synthetic only")
+    parser.add_argument("--dataset_options", default=None, help="finetune.py's, key=value,key=value")
     parser.add_argument("--num_folds", type=int, default=None, help="k-fold cross-validation over the patients")
     parser.add_argument("--view", default=None, help="only the images of this view (CC or MLO)")
     parser.add_argument("--fold", type=int, default=0, help="with --num_folds: the fold to test on")
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     extra = {"num_images": args.num_images} if args.num_images is not None else {}
+    extra |= parse_dataset_options(args.dataset_options)
     # the splits as finetune.py made them (same seed): a cross-validation's folds, a carved validation split
     splits = load_mammography(args.dataset, args.data_dir, args.config, None, args.cache_dir, **extra)
     splits, _ = finetuning_splits(
@@ -145,6 +147,9 @@ def main(argv: list[str] | None = None) -> dict:
         "figures": figures,
     }
     (args.output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    # every row's scores, for intervals and paired comparisons over several runs (scripts/reproduce.py)
+    predictions = {"image_ids": list(rows["image_id"]), "labels": references, "scores": scores.tolist()}
+    (args.output_dir / "predictions.json").write_text(json.dumps(predictions))
     width = max(len(name) for name in metrics)
     for name, value in metrics.items():
         logger.info("%s %.4f", name.ljust(width), value)

@@ -39,7 +39,7 @@ from transformers import (
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
 from miram_hf import MammographyImageProcessor, add_remote_pipelines
-from miram_hf.data import finetuning_splits, load_mammography
+from miram_hf.data import finetuning_splits, load_mammography, parse_dataset_options
 from miram_hf.metrics import classification_metrics
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
 from miram_hf.training import parameter_groups
@@ -67,6 +67,7 @@ class FinetuneArguments:
     class_weighting: bool = field(default=True)
     early_stopping_patience: int | None = field(default=5)
     num_images: int | None = field(default=None, metadata={"help": "synthetic only"})
+    dataset_options: str | None = field(default=None, metadata={"help": "the config's fields, key=value,key=value"})
     mil_pooling: str | None = field(
         default=None, metadata={"help": "classify bags of tiles: gap, gated_attention or self_attention"}
     )
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     extra = {"num_images": args.num_images} if args.num_images is not None else {}
+    extra |= parse_dataset_options(args.dataset_options)
     with training_args.main_process_first(desc="building the dataset"):  # one process builds the cache
         splits = load_mammography(args.dataset, args.data_dir, args.dataset_config, **extra)
     splits, validation_source = finetuning_splits(

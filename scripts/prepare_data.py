@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from miram_hf.data import BUILDERS, load_mammography
+from miram_hf.data import BUILDERS, load_mammography, parse_dataset_options
 
 logger = logging.getLogger("prepare_data")
 
@@ -42,10 +42,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rows_per_shard", type=int, default=1000)
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable file instead of skipping")
     parser.add_argument("--num_images", type=int, default=None, help="synthetic only: how many phantoms")
+    parser.add_argument("--dataset_options", default=None, help="the config's fields, key=value,key=value")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     config_kwargs = {"num_images": args.num_images} if args.num_images is not None else {}
+    config_kwargs |= parse_dataset_options(args.dataset_options)
     splits = load_mammography(
         args.dataset,
         data_dir=args.data_dir,

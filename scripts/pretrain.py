@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass, field
 import datasets
 import numpy as np
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, send_to_device, set_seed
 from PIL import Image
@@ -41,7 +40,7 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
 
 from miram_hf import add_remote_pipelines
-from miram_hf.data import BUILDERS, carve_validation, load_mammography
+from miram_hf.data import BUILDERS, TILE_OPTIONS, carve_validation, load_mammography, parse_dataset_options
 from miram_hf.training import parameter_groups
 from miram_hf.training.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from miram_hf.training.hub import push_folder_to_hub
@@ -84,7 +83,7 @@ class PretrainingArguments:
     model_config: str | None = field(
         default=None,
         metadata={
-            "help": f"{sorted(MODEL_PRESETS)} (default vit-tiny), {sorted(RESNET_PRESETS)} (joint-embedding methods), "
+            "help": f"{sorted(MODEL_PRESETS)} (default vit-demo), {sorted(RESNET_PRESETS)} (joint-embedding methods), "
             f"{sorted(VAE_PRESETS)} (vae, its default) or a config path"
         },
     )
@@ -101,7 +100,7 @@ class PretrainingArguments:
     dataset: str = field(default="synthetic", metadata={"help": "a collection, a mixture or a parquet path"})
     data_dir: str | None = field(default=None, metadata={"help": "mixtures: name=folder,name=folder"})
     dataset_config: str = field(default="lesions", metadata={"help": "lesions, tiles or images"})
-    num_images: int | None = field(default=128, metadata={"help": "synthetic only: phantoms to draw"})
+    num_images: int | None = field(default=1024, metadata={"help": "synthetic only: phantoms to draw"})
     dataset_options: str | None = field(
         default=None, metadata={"help": "the collection config's fields, key=value,key=value (e.g. tile_size=96)"}
     )
@@ -124,10 +123,10 @@ class PretrainingArguments:
     # the schedule, named as in TrainingArguments
     output_dir: str = field(default="outputs/pretrain")
     max_steps: int = field(default=-1, metadata={"help": "overrides num_train_epochs when > 0"})
-    num_train_epochs: float = field(default=40)
+    num_train_epochs: float = field(default=4)
     per_device_train_batch_size: int = field(default=16)
     gradient_accumulation_steps: int = field(default=1)
-    learning_rate: float = field(default=1e-3, metadata={"help": "the peak lr, unless base_learning_rate is given"})
+    learning_rate: float = field(default=2e-3, metadata={"help": "the peak lr, unless base_learning_rate is given"})
     base_learning_rate: float | None = field(
         default=None, metadata={"help": "MAE's rule, lr = blr x global batch / 256 (MAE: 1.5e-4, for big batches)"}
     )
@@ -165,13 +164,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     # data
     extra = {"num_images": args.num_images} if args.dataset == "synthetic" and args.num_images else {}
-    extra |= {key: yaml.safe_load(value) for key, value in
-              (option.split("=", 1) for option in (args.dataset_options or "").split(",") if option)}  # fmt: skip
+    extra |= parse_dataset_options(args.dataset_options)
     with accelerator.main_process_first():  # one process builds the dataset cache, the others read it
         dataset = pretraining_dataset(
             args.dataset, args.data_dir, args.dataset_config, args.streaming, args.cache_dir, **extra
         )
-        held_out = held_out_rows(args)
+        held_out = held_out_rows(args, extra)
     streamed = isinstance(dataset, datasets.IterableDataset)
     batch_size, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
     global_batch = batch_size * accumulation * accelerator.num_processes
@@ -179,7 +177,19 @@ def main(argv: list[str] | None = None) -> dict:
         max_steps = args.max_steps
     else:
         per_epoch = batches_per_epoch(dataset, batch_size, accelerator.num_processes) // accumulation
-        max_steps = max(1, math.ceil(args.num_train_epochs * max(1, per_epoch)))
+        # 0 epochs: the initialised model as it is (the randomly initialised encoder of a comparison)
+        max_steps = math.ceil(args.num_train_epochs * max(1, per_epoch))
+    checkpoint = args.resume_from_checkpoint
+    checkpoints_dir = output_dir / "checkpoints"
+    if checkpoint == "latest":
+        checkpoint = latest_checkpoint(checkpoints_dir)
+        if checkpoint is None:
+            logger.info("No checkpoint in %s yet: starting from scratch.", checkpoints_dir)
+    finished = output_dir / "trainer_state.json"
+    if args.resume_from_checkpoint and finished.exists() and json.loads(finished.read_text())["step"] == max_steps:
+        if checkpoint is None or Path(checkpoint).name == f"checkpoint-{max_steps}":
+            logger.info("%s holds the model of all %d steps already: nothing to resume.", output_dir, max_steps)
+            return json.loads(finished.read_text())
 
     # model, processor, optimizer, schedule
     config = pretraining_config(
@@ -203,18 +213,16 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = torch.optim.AdamW(
         parameter_groups(model, learning_rate, args.weight_decay), betas=(args.adam_beta1, args.adam_beta2)
     )
+    if accelerator.is_main_process:
+        accelerator.init_trackers(
+            "pretrain", config={k: str(v) for k, v in asdict(args).items()} | {"learning_rate_used": learning_rate}
+        )
     # the randomly initialised encoder's probe: the reference for what pretraining adds
     probe = representation_probe(args, held_out, model, processor) if accelerator.is_main_process else None
-    checkpoint = args.resume_from_checkpoint
-    checkpoints_dir = output_dir / "checkpoints"
-    if checkpoint == "latest":
-        checkpoint = latest_checkpoint(checkpoints_dir)
-        if checkpoint is None:
-            logger.info("No checkpoint in %s yet: starting from scratch.", checkpoints_dir)
     progress = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "log_history": [], "probe_history": [],
                 "held_out_history": [], "probe_seconds": 0.0, "train_seconds": 0.0}  # fmt: skip
     if probe is not None and not checkpoint:
-        run_probe(probe, model, progress, step=0)
+        run_probe(probe, model, progress, 0, accelerator)
         logger.info("Probe of the randomly initialised encoder: %s", format_probe(progress["probe_history"][0]))
     warmup_steps = args.warmup_steps if args.warmup_steps is not None else round(0.05 * max_steps)
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, max_steps)
@@ -244,10 +252,6 @@ def main(argv: list[str] | None = None) -> dict:
     # the held-out images the reconstructions are drawn and measured on (the training images' first without a probe)
     preview = preview_batch(held_out if held_out is not None else dataset, processor) if masked else None
     monitor = ReconstructionMonitor(config) if masked else None
-    if accelerator.is_main_process:
-        accelerator.init_trackers(
-            "pretrain", config={k: str(v) for k, v in asdict(args).items()} | {"learning_rate_used": learning_rate}
-        )
     logger.info(
         "%s (%s, %.1fM parameters): %d steps of %d images (%d per process x %d accumulation x %d processes), lr %.2e",
         args.model_type, args.model_config, unwrapped.num_parameters() / 1e6, max_steps, global_batch, batch_size,
@@ -334,7 +338,7 @@ def main(argv: list[str] | None = None) -> dict:
         # the last step's probe is the saved model's, below (FSDP leaves no whole model to probe here)
         sharded = accelerator.distributed_type == DistributedType.FSDP
         if probe is not None and step % args.probe_steps == 0 and step < max_steps and not sharded:
-            run_probe(probe, unwrapped, progress, step)
+            run_probe(probe, unwrapped, progress, step, accelerator)
     bar.close()
     progress["train_seconds"] = time.perf_counter() - started
 
@@ -352,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict:
         trained = pretraining_model(config)
         trained.load_state_dict(state_dict)
         if probe is not None and progress["probe_history"][-1]["step"] != max_steps:
-            run_probe(probe, trained, progress, max_steps)
+            run_probe(probe, trained, progress, max_steps, accelerator)
         trained.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
         if joint_embedding:  # what finetune.py takes: the backbone with a fresh classification head
@@ -373,17 +377,22 @@ def main(argv: list[str] | None = None) -> dict:
     return progress
 
 
-def held_out_rows(args: PretrainingArguments) -> datasets.Dataset | None:
+def held_out_rows(args: PretrainingArguments, dataset_options: dict) -> datasets.Dataset | None:
     """The labelled held-out images of the probe and the reconstruction measurements: --probe_dataset's validation
-    split (carved from its training patients where it has none, as finetune.py carves it). For the phantom it is the
-    validation split of the same draw as the training phantoms (--num_images), so that pretraining never saw it."""
+    split (carved from its training patients where it has none, as finetune.py carves it). Built with the training
+    data's options when it is the same collection: for the phantom, the validation split of the same draw as the
+    training phantoms, which pretraining never sees."""
     if args.probe_dataset == "none":
         return None
     same_collection = args.probe_dataset == args.dataset
     data_dir = args.probe_data_dir or (args.data_dir if same_collection else None)
-    extra = {"num_images": args.num_images} if args.probe_dataset == "synthetic" and args.num_images else {}
+    options = dict(dataset_options) if same_collection else {}
+    if args.probe_dataset == "synthetic" and args.num_images:
+        options["num_images"] = args.num_images
+    if args.probe_dataset_config != "tiles":  # a tiles config's own options do not apply to the probe's
+        options = {key: value for key, value in options.items() if key not in TILE_OPTIONS}
     splits = load_mammography(args.probe_dataset, data_dir, args.probe_dataset_config, cache_dir=args.cache_dir,
-                              **extra)  # fmt: skip
+                              **options)  # fmt: skip
     splits, source = carve_validation(splits, args.probe_label_column, seed=args.seed)
     logger.info("Held-out images: %d rows of %s (%s).", len(splits["validation"]), args.probe_dataset, source)
     return splits["validation"]
@@ -403,14 +412,15 @@ def representation_probe(
         return None
 
 
-def run_probe(probe: RepresentationProbe, model, progress: dict, step: int) -> None:
-    """Probe `model`'s encoder and add the result to `progress` (and the trackers); the training's random state is
+def run_probe(probe: RepresentationProbe, model, progress: dict, step: int, accelerator: Accelerator) -> None:
+    """Probe `model`'s encoder and add the result to `progress` and the trackers; the training's random state is
     left as it was (the feature extractor's fresh head draws from it)."""
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         results = probe(feature_extractor(model))
     progress["probe_seconds"] += time.perf_counter() - started
     progress["probe_history"].append({"step": step, **results})
+    accelerator.log({f"probe/{key}": value for key, value in results.items()}, step=step)
 
 
 def what_it_learned(

@@ -13,7 +13,18 @@ row's pretraining output and `{name}` for a `--weights name=path` checkpoint (a 
 skipped and says so). `same_pretraining_as: <recipe>` shares that row's pretraining (one pretrained model evaluated
 two ways); it is run once and then only resumed. A row that finished is not run again: rerunning the command carries
 on a table, and a pretraining run resumes from its last checkpoint.
+
+`seeds: [0, 1, 2]` runs a row once per seed (pretraining and fine-tuning seeded alike) and reports each metric's mean
+with a bootstrap 95% interval over seeds and test rows; `compare_with: <recipe>` adds the paired difference from that
+row (the same seeds, the same test rows). Such a table has no paper numbers: `metrics` names what it shows.
 """
+
+import sys
+from pathlib import Path
+
+# Run as `python scripts/<name>.py`, this folder comes first on sys.path, and scripts/evaluate.py would shadow the
+# `evaluate` library that miram_hf.metrics builds on.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import importlib.util
@@ -21,14 +32,13 @@ import json
 import logging
 import string
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import yaml
 
 from miram_hf.data import BUILDERS
 from miram_hf.data.mixtures import IMAGE_LEVEL, LESION_LEVEL, MIXTURES
+from miram_hf.metrics import Accuracy, AveragePrecision, RocAuc, bootstrap_over_seeds
 
 logger = logging.getLogger("reproduce")
 SCRIPTS = Path(__file__).resolve().parent
@@ -43,6 +53,9 @@ SMOKE = {
                      report_to="none", use_cpu=True, frozen_backbone_epochs=0),
     "evaluate": dict(dataset="synthetic", num_images=16, n_bootstrap=10),
 }  # fmt: skip
+# what a seeded table (of single-label tasks) reports, the first two unless a recipe names its `metrics`
+METRICS = (Accuracy("single_label"), RocAuc("single_label"), AveragePrecision("single_label"))
+DEFAULT_METRICS = ("accuracy", "roc_auc")
 SMOKE_MODELS = {"vit-small": "vit-tiny", "vit-base": "vit-tiny", "resnet-50": "resnet-18"}
 SMOKE_DROPPED = {"pretrain": ("num_train_epochs", "data_dir"), "finetune": ("num_train_epochs", "data_dir"),
                  "evaluate": ("data_dir",)}  # fmt: skip
@@ -89,6 +102,8 @@ def apply_settings(recipe: dict, settings: list[str], smoke: bool) -> dict:
             for key in ("model_config", "model_name_or_path"):
                 arguments[key] = SMOKE_MODELS.get(arguments.get(key), arguments.get(key))
             arguments.update(overrides)
+        if recipe.get("seeds"):  # two seeds still give an interval over seeds
+            recipe["seeds"] = recipe["seeds"][:2]
         finetune = recipe.get("finetune") or {}
         if finetune.get("mil_pooling"):  # whole images two tiles wide
             finetune.update(image_size=64, tile_size=32)
@@ -131,16 +146,13 @@ def data_dir(dataset: str, folders: dict[str, str]) -> str | None:
     return folders.get(dataset)
 
 
-def run_row(recipe: dict, output_dir: Path, folders: dict[str, str], weights: dict[str, str]) -> dict:
-    """Run one row (its results are kept in output_dir/results.json, so a finished row is not run twice)."""
+def run_row(recipe: dict, output_dir: Path, folders: dict[str, str], weights: dict[str, str], pretrained: Path) -> dict:
+    """Run one row, its pretraining in `pretrained` (its results are kept in output_dir/results.json, so a finished
+    row is not run twice)."""
     done = output_dir / "results.json"
     if done.exists():
         return json.loads(done.read_text())
-    # rows that evaluate one pretraining two ways (linear evaluation, fine-tuning) share its folder
-    names = {
-        **weights,
-        "pretrained": str(output_dir.parent / recipe.get("same_pretraining_as", recipe["name"]) / "pretrain"),
-    }
+    names = {**weights, "pretrained": str(pretrained)}
     sections = [recipe.get(section) or {} for section in ("pretrain", "finetune", "evaluate")]
     missing = set().union(*(placeholders(section) for section in sections)) - set(names)
     if missing:
@@ -157,6 +169,50 @@ def run_row(recipe: dict, output_dir: Path, folders: dict[str, str], weights: di
     return results
 
 
+def run_seeded_row(recipe: dict, table_dir: Path, folders: dict[str, str], weights: dict[str, str]) -> dict:
+    """Run a row once per seed of `recipe["seeds"]` (table_dir/<row>/seed-<k>, pretraining and fine-tuning seeded by
+    k) and summarise it: each metric's mean over the seeds with a bootstrap interval over seeds and test rows."""
+    done = table_dir / recipe["name"] / "results.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    runs = []
+    for seed in recipe["seeds"]:
+        seeded = {key: dict(value, seed=seed) if key in ("pretrain", "finetune") and value else value
+                  for key, value in recipe.items()}  # fmt: skip
+        folder = Path(f"seed-{seed}")
+        pretrained = table_dir / recipe.get("same_pretraining_as", recipe["name"]) / folder / "pretrain"
+        runs.append(run_row(seeded, table_dir / recipe["name"] / folder, folders, weights, pretrained))
+    summary = {"seeds": runs}
+    for metric in METRICS:
+        if metric.name in recipe.get("metrics", DEFAULT_METRICS):
+            summary |= bootstrap_over_seeds(metric, seed_predictions(table_dir, recipe))
+    done.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def seed_predictions(table_dir: Path, recipe: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(scores, labels) on the test rows of each seed's model of a seeded row, as evaluate.py saved them."""
+    runs = []
+    for seed in recipe["seeds"]:
+        evaluation = table_dir / recipe["name"] / f"seed-{seed}" / "evaluation"
+        saved = json.loads((evaluation / "predictions.json").read_text())
+        runs.append((np.array(saved["scores"]), np.array(saved["labels"])))
+    return runs
+
+
+def compare_rows(recipe: dict, reference: dict, table_dir: Path) -> dict:
+    """The paired difference of a seeded row from `reference` (its `compare_with`), metric by metric, with a bootstrap
+    interval over the seeds and the shared test rows."""
+    if recipe["seeds"] != reference["seeds"]:
+        raise ValueError(f"{recipe['name']} and {reference['name']} must run the same seeds to be compared.")
+    runs, reference_runs = seed_predictions(table_dir, recipe), seed_predictions(table_dir, reference)
+    difference = {"compared_with": reference["name"]}
+    for metric in METRICS:
+        if metric.name in recipe.get("metrics", DEFAULT_METRICS):
+            difference |= bootstrap_over_seeds(metric, runs, reference_runs)
+    return difference
+
+
 def train_and_evaluate(recipe: dict, output_dir: Path, folders: dict[str, str], names: dict[str, str]) -> dict:
     if recipe.get("pretrain"):
         pretrain = dict(recipe["pretrain"])
@@ -168,6 +224,7 @@ def train_and_evaluate(recipe: dict, output_dir: Path, folders: dict[str, str], 
     finetune.setdefault("data_dir", data_dir(finetune.get("dataset", "synthetic"), folders))
     evaluate = {"dataset": finetune.get("dataset"), "config": finetune.get("dataset_config"),
                 "label_column": finetune.get("label_column"), "num_images": finetune.get("num_images"),
+                "dataset_options": finetune.get("dataset_options"),
                 **recipe.get("evaluate", {})}  # fmt: skip
     evaluate.setdefault("data_dir", data_dir(evaluate["dataset"], folders))
     if not recipe.get("folds"):
@@ -193,6 +250,33 @@ def finetune_and_evaluate(finetune: dict, evaluate: dict, output_dir: Path, name
     argv = command_line(evaluate, names) + ["--model_path", str(output_dir / "finetune"), "--output_dir",
                                             str(output_dir / "evaluation")]  # fmt: skip
     return load_script("evaluate").main(argv)["metrics"]
+
+
+def interval(result: dict, key: str) -> str:
+    """`0.612 [0.551, 0.668]`: a value with its interval."""
+    return f"{result[key]:.3f} [{result[key + '_ci_low']:.3f}, {result[key + '_ci_high']:.3f}]"
+
+
+def seeded_table(recipes: list[dict], results: dict[str, dict]) -> str:
+    """Markdown: each seeded row's metrics, mean over seeds [95% interval], then the paired comparisons."""
+    metrics = [metric.name for metric in METRICS
+               if any(metric.name in recipe.get("metrics", DEFAULT_METRICS) for recipe in recipes)]  # fmt: skip
+    lines = ["| row | seeds | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for recipe in recipes:
+        result = results[recipe["name"]]
+        cells = [interval(result, metric) if metric in result else "-" for metric in metrics]
+        lines.append(f"| {recipe['row']} | {len(recipe['seeds'])} | " + " | ".join(cells) + " |")
+    compared = [recipe for recipe in recipes if "comparison" in results[recipe["name"]]]
+    if compared:
+        lines += ["", "| paired difference | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+        by_name = {recipe["name"]: recipe for recipe in recipes}
+        for recipe in compared:
+            comparison = results[recipe["name"]]["comparison"]
+            cells = [interval(comparison, f"{metric}_difference") if f"{metric}_difference" in comparison else "-"
+                     for metric in metrics]  # fmt: skip
+            reference = by_name[comparison["compared_with"]]["row"]
+            lines.append(f"| {recipe['row']} minus {reference} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def cell(reported, result: dict, metric: str) -> str:
@@ -241,13 +325,26 @@ def main(argv: list[str] | None = None) -> dict:
                if args.rows is None or recipe["name"] in args.rows]  # fmt: skip
     output_dir = args.output_dir or Path("outputs") / "reproduce" / (args.table + ("-smoke" if args.smoke else ""))
     results = {}
-    for recipe in recipes:
+    for index, recipe in enumerate(recipes):
         logger.info("== %s: %s", args.table, recipe["row"])
-        recipe = apply_settings(recipe, args.settings, args.smoke)
-        results[recipe["name"]] = run_row(recipe, output_dir / recipe["name"], folders, weights)
+        recipe = recipes[index] = apply_settings(recipe, args.settings, args.smoke)
+        if recipe.get("seeds"):
+            results[recipe["name"]] = run_seeded_row(recipe, output_dir, folders, weights)
+        else:
+            pretrained = output_dir / recipe.get("same_pretraining_as", recipe["name"]) / "pretrain"
+            results[recipe["name"]] = run_row(recipe, output_dir / recipe["name"], folders, weights, pretrained)
+    by_name = {recipe["name"]: recipe for recipe in recipes}
+    for recipe in recipes:
+        if recipe.get("compare_with") in by_name:
+            results[recipe["name"]]["comparison"] = compare_rows(recipe, by_name[recipe["compare_with"]], output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    table = results_table(recipes, results)
-    (output_dir / "results.md").write_text(table)
+    table = (
+        seeded_table(recipes, results)
+        if all(recipe.get("seeds") for recipe in recipes)
+        else results_table(recipes, results)
+    )
+    command = "python scripts/reproduce.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    (output_dir / "results.md").write_text(f"`{command}`\n\n{table}")
     (output_dir / "results.json").write_text(json.dumps(results, indent=1))
     logger.info("\n%s", table)
     return results

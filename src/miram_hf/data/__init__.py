@@ -1,6 +1,7 @@
 """datasets builders for the mammography collections, the synthetic phantom and the pretraining mixtures."""
 
 import datasets
+import yaml
 
 from .bcdr import Bcdr
 from .cbis_ddsm import CbisDdsm
@@ -29,6 +30,15 @@ BUILDERS = {
     "synthetic": SyntheticMammography,
     "vindr-mammo": VindrMammo,
 }
+
+
+def parse_dataset_options(text: str | None) -> dict:
+    """The scripts' `--dataset_options key=value,key=value` as a collection config's fields, values read as YAML
+    (`tile_size=96,background_crops_per_image=2` -> {"tile_size": 96, "background_crops_per_image": 2})."""
+    items = [item.split("=", 1) for item in (text or "").split(",") if item]
+    if any(len(item) != 2 for item in items):
+        raise ValueError(f"--dataset_options is key=value,key=value; got {text!r}.")
+    return {key.strip(): yaml.safe_load(value) for key, value in items}
 
 
 def load_mammography(
@@ -72,6 +82,7 @@ def load_mammography(
 
 
 __all__ = [
+    "TILE_OPTIONS",
     "carve_validation",
     "cross_validation_splits",
     "finetuning_splits",
@@ -91,6 +102,7 @@ __all__ = [
     "SyntheticMammography",
     "generate_phantom",
     "load_mammography",
+    "parse_dataset_options",
     "pretraining_mixture",
     "tile_images",
     "VindrMammo",

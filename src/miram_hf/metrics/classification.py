@@ -139,6 +139,55 @@ def _softmax_if_logits(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def bootstrap_over_seeds(
+    metric: ClassificationMetric,
+    runs: list[tuple[np.ndarray, np.ndarray]],
+    reference_runs: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, float]:
+    """`metric`'s mean over training seeds, each run the (scores, labels) of one seed's model on the same test rows,
+    with a two-level percentile bootstrap interval: seeds drawn with replacement, then rows within each. With
+    `reference_runs` (another model, the same seeds and rows), the paired difference runs minus reference, both
+    resampled alike, so that the interval holds the variation of seeds and of test rows, not of the test set's
+    draw between models."""
+    paired = reference_runs is not None
+    if paired and [labels.tolist() for _, labels in runs] != [labels.tolist() for _, labels in reference_runs]:
+        raise ValueError("A paired comparison needs both models' predictions on the same rows, seed by seed.")
+
+    def value(seeds: np.ndarray, rows: list[np.ndarray]) -> float:
+        total = 0.0
+        for index, row in zip(seeds, rows, strict=True):
+            scores, labels = runs[index]
+            total += metric.score(scores[row], labels[row])
+            if paired:
+                total -= metric.score(reference_runs[index][0][row], labels[row])
+        return total / len(seeds)
+
+    rng = np.random.default_rng(seed)
+    samples = []
+    with warnings.catch_warnings():  # sklearn warns on each resample that lacks a class
+        warnings.simplefilter("ignore")
+        try:
+            estimate = value(np.arange(len(runs)), [np.arange(len(labels)) for _, labels in runs])
+        except ValueError:  # e.g. test rows of one class: the metric is undefined
+            estimate = float("nan")
+        for _ in range(n_bootstrap):
+            seeds = rng.integers(0, len(runs), len(runs))
+            rows = [rng.integers(0, len(runs[index][1]), len(runs[index][1])) for index in seeds]
+            try:
+                sample = value(seeds, rows)
+            except ValueError:  # a resample lacks a class: the metric is undefined there
+                continue
+            if np.isfinite(sample):
+                samples.append(sample)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail]) if samples else (float("nan"), float("nan"))
+    name = metric.name + ("_difference" if paired else "")
+    return {name: float(estimate), f"{name}_ci_low": float(low), f"{name}_ci_high": float(high)}
+
+
 def classification_metrics(
     predictions: list, references: list, task: str, n_bootstrap: int = 1000
 ) -> tuple[dict[str, float], dict[str, str]]:
@@ -153,4 +202,12 @@ def classification_metrics(
     return results, undefined
 
 
-__all__ = ["Accuracy", "AveragePrecision", "ClassificationMetric", "F1", "RocAuc", "classification_metrics"]
+__all__ = [
+    "Accuracy",
+    "AveragePrecision",
+    "ClassificationMetric",
+    "F1",
+    "RocAuc",
+    "bootstrap_over_seeds",
+    "classification_metrics",
+]

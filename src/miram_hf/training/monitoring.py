@@ -5,13 +5,13 @@ import datasets
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import PretrainedConfig, PreTrainedModel
 
-from ..data.folds import carve_validation
-from ..metrics import classification_metrics
+from ..metrics import Accuracy, RocAuc
 from ..modeling.miram.modeling_miram import MiramForPreTraining, duplicate_tokens, patch_targets
 from ..processing import MammographyImageProcessor
 
@@ -98,8 +98,9 @@ def feature_extractor(model: PreTrainedModel) -> PreTrainedModel:
 
 class RepresentationProbe:
     """Scores an encoder's features on a labelled held-out set: a k-NN classifier and a logistic-regression linear
-    probe (scikit-learn, on standardised features), fitted on one part of the set's patients and scored on the rest
-    (`held_out_fraction`, stratified, seeded), as accuracy and macro ROC AUC with bootstrap 95% intervals.
+    probe (scikit-learn, on standardised features), cross-fitted over the set's patients (`folds` folds, stratified
+    by the label, seeded: each row is scored by a probe fitted on the other folds), as accuracy and macro ROC AUC
+    over every row with bootstrap 95% intervals.
 
     The images are processed once, unaugmented, at the model's input (`processor`); each call runs the encoder over
     them with nothing masked. Call it on the randomly initialised encoder for the reference.
@@ -113,52 +114,50 @@ class RepresentationProbe:
         rows: datasets.Dataset,
         label_column: str,
         processor: MammographyImageProcessor,
-        held_out_fraction: float = 0.5,
+        folds: int = 5,
         seed: int = 0,
         neighbours: int = 10,
         n_bootstrap: int = 200,
         batch_size: int = 64,
     ):
         rows = rows.filter(lambda label: label >= 0, input_columns=label_column)  # background crops carry -1
-        parts, _ = carve_validation(datasets.DatasetDict({"train": rows}), label_column, held_out_fraction, seed)
-        self.label_column, self.neighbours, self.n_bootstrap, self.batch_size = (
-            label_column, neighbours, n_bootstrap, batch_size
-        )  # fmt: skip
+        self.labels = np.array(rows[label_column])
         self.num_classes = rows.features[label_column].num_classes
-        self.pixel_values, self.labels = {}, {}
-        for name, part in (("fit", parts["train"]), ("held_out", parts["validation"])):
-            images = [np.asarray(image) for image in part["image"]]
-            self.pixel_values[name] = processor(images, scales=[1], return_tensors="pt")["pixel_values"]
-            self.labels[name] = np.array(part[label_column])
-        if len(set(self.labels["fit"])) < 2:
-            raise ValueError(f"The probe's fitting part holds one class of {label_column} only: give it more rows.")
+        counts = np.bincount(self.labels, minlength=self.num_classes)
+        if (counts > 0).sum() < 2 or counts[counts > 0].min() < folds:
+            raise ValueError(f"{len(rows)} labelled rows ({counts.tolist()} by class of {label_column}) are too few "
+                             f"for a {folds}-fold probe: give the held-out set more rows.")  # fmt: skip
+        splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+        self.folds = list(splitter.split(self.labels, self.labels, groups=rows["patient_id"]))
+        self.neighbours, self.n_bootstrap, self.batch_size = neighbours, n_bootstrap, batch_size
+        images = [np.asarray(image) for image in rows["image"]]
+        self.pixel_values = processor(images, scales=[1], return_tensors="pt")["pixel_values"]
 
     def __len__(self) -> int:
-        return sum(len(labels) for labels in self.labels.values())
+        return len(self.labels)
 
     @torch.no_grad()
-    def features(self, encoder: PreTrainedModel, pixel_values: torch.Tensor) -> np.ndarray:
+    def features(self, encoder: PreTrainedModel) -> np.ndarray:
         device = next(encoder.parameters()).device
-        batches = pixel_values.split(self.batch_size)
+        batches = self.pixel_values.split(self.batch_size)
         return torch.cat([encoder(pixel_values=batch.to(device)).logits.float().cpu() for batch in batches]).numpy()
 
     def __call__(self, encoder: PreTrainedModel) -> dict[str, float]:
-        fit, held_out = (self.features(encoder, self.pixel_values[name]) for name in ("fit", "held_out"))
+        features = self.features(encoder)
         classifiers = {
-            "knn": KNeighborsClassifier(min(self.neighbours, len(fit)), weights="distance"),
+            "knn": KNeighborsClassifier(self.neighbours, weights="distance"),
             "linear": LogisticRegression(max_iter=2000),
         }
         results = {}
         for name, classifier in classifiers.items():
-            classifier = make_pipeline(StandardScaler(), classifier).fit(fit, self.labels["fit"])
-            scores = np.zeros((len(held_out), self.num_classes))
-            scores[:, classifier.classes_] = classifier.predict_proba(held_out)  # classes the fitting part lacks: 0
-            metrics, _ = classification_metrics(scores.tolist(), self.labels["held_out"].tolist(), "single_label",
-                                                self.n_bootstrap)  # fmt: skip
-            for metric in ("accuracy", "roc_auc"):
-                for suffix in ("", "_ci_low", "_ci_high"):
-                    if metric + suffix in metrics:
-                        results[f"{name}_{metric}{suffix}"] = metrics[metric + suffix]
+            scores = np.zeros((len(features), self.num_classes))
+            for fit, held_out in self.folds:
+                probe = make_pipeline(StandardScaler(), classifier).fit(features[fit], self.labels[fit])
+                scores[np.ix_(held_out, probe.classes_)] = probe.predict_proba(features[held_out])
+            for metric in (Accuracy("single_label"), RocAuc("single_label")):
+                for key, value in metric.compute(predictions=scores.tolist(), references=self.labels.tolist(),
+                                                 n_bootstrap=self.n_bootstrap).items():  # fmt: skip
+                    results[f"{name}_{key}"] = value
         return results
 
 

@@ -32,9 +32,16 @@ JOINT_EMBEDDING_MODELS = ("byol", "dino", "mocov3", "simclr", "swav")
 # the methods trained on multi-crop views (2 global + local crops); the other joint-embedding ones take two views
 MULTI_CROP_MODELS = ("dino", "swav")
 # Encoders of DeiT's tiny / small and ViT's base sizes; MAE's decoder (512 wide, 8 deep) for base, narrower ones below.
-# One channel, 112 x 112 inputs in 16-pixel patches, as in the MIRAM paper.
+# One channel, 112 x 112 inputs in 16-pixel patches, as in the MIRAM paper. `vit-demo`, the default, is what two CPU
+# cores pretrain in minutes to a reconstruction well below the visible-mean baseline (README: the demo's figures):
+# DeiT-tiny's width at half its depth, 2-layer decoders, 64 x 64 inputs in 8-pixel patches.
 PRESET_INPUT = dict(num_channels=1, image_size=112, patch_size=16)
 MODEL_PRESETS = {
+    "vit-demo": dict(
+        image_size=64, patch_size=8, hidden_size=192, num_hidden_layers=6, num_attention_heads=3,
+        intermediate_size=768, decoder_hidden_size=128, decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
+        decoder_intermediate_size=512,
+    ),
     "vit-tiny": dict(
         hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768,
         decoder_hidden_size=128, decoder_num_hidden_layers=4, decoder_num_attention_heads=4,
@@ -69,7 +76,7 @@ def pretraining_config(
     model_type: str, model_config: str | None = None, config_overrides: str | None = None, **overrides
 ) -> PretrainedConfig:
     """The config of a model to pretrain. `model_config` is a preset (MODEL_PRESETS with PRESET_INPUT, RESNET_PRESETS
-    for the joint-embedding methods, whose backbone the preset then gives, VAE_PRESETS; by default vit-tiny, or
+    for the joint-embedding methods, whose backbone the preset then gives, VAE_PRESETS; by default vit-demo, or
     vae-640x800 for the VAE) or a config file or folder; `overrides`
     set its input and masking fields (image_size, patch_size, scales, ...; None leaves a field alone) and
     `config_overrides` any other, as `key=value,key=value` (transformers' `update_from_string`)."""
@@ -80,7 +87,7 @@ def pretraining_config(
     wrong |= set(overrides) & set(MASKING_ONLY if model_type not in MASKED_IMAGE_MODELS else ())
     if wrong:
         raise ValueError(f"{sorted(wrong)} are not options of model_type {model_type}.")
-    model_config = model_config or ("vae-640x800" if model_type == "vae" else "vit-tiny")
+    model_config = model_config or ("vae-640x800" if model_type == "vae" else "vit-demo")
     if is_backbone_preset(model_config) or model_config in VAE_PRESETS:
         config = preset_config(model_type, model_config, overrides)
     else:

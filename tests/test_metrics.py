@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc
+from miram_hf.metrics import F1, Accuracy, AveragePrecision, RocAuc, bootstrap_over_seeds
 
 
 @pytest.fixture
@@ -68,3 +68,34 @@ def test_multi_label_averages_over_the_labels_that_occur():
     scores = np.array([[0.9, 0.2, 0.1], [0.1, 0.8, 0.3], [0.7, 0.6, 0.2], [0.2, 0.1, 0.4]])
     auc = RocAuc("multi_label").compute(predictions=scores, references=labels, n_bootstrap=10)["roc_auc"]
     assert auc == pytest.approx(roc_auc_score(labels[:, :2], scores[:, :2], average="macro"))
+
+
+def seed_runs(quality: list[float], rows: int = 300, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One (scores, labels) run per training seed on the same test rows, each as informative as `quality` says."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, rows)
+    return [(np.stack([1 - labels, labels], 1) * q + rng.normal(0, 1, (rows, 2)), labels) for q in quality]
+
+
+def test_the_seed_bootstrap_reports_the_mean_over_seeds_and_widens_with_the_seeds_spread():
+    accuracy = Accuracy("single_label")
+    steady, spread = seed_runs([1.0, 1.0, 1.0]), seed_runs([0.2, 1.0, 3.0])
+    result = bootstrap_over_seeds(accuracy, spread, n_bootstrap=300)
+    per_seed = [accuracy.score(scores, labels) for scores, labels in spread]
+    assert result["accuracy"] == pytest.approx(np.mean(per_seed))
+    assert result["accuracy_ci_low"] < result["accuracy"] < result["accuracy_ci_high"]
+    steady_result = bootstrap_over_seeds(accuracy, steady, n_bootstrap=300)
+    width = result["accuracy_ci_high"] - result["accuracy_ci_low"]
+    assert width > 2 * (steady_result["accuracy_ci_high"] - steady_result["accuracy_ci_low"])
+
+
+def test_the_paired_difference_is_zero_for_the_same_model_and_positive_for_a_better_one():
+    auc = RocAuc("single_label")
+    model = seed_runs([0.5, 0.7, 0.6])
+    same = bootstrap_over_seeds(auc, model, model, n_bootstrap=100)
+    assert same == {"roc_auc_difference": 0.0, "roc_auc_difference_ci_low": 0.0, "roc_auc_difference_ci_high": 0.0}
+    better = bootstrap_over_seeds(auc, seed_runs([1.5, 1.7, 1.6]), model, n_bootstrap=200)
+    assert better["roc_auc_difference_ci_low"] > 0 and better["roc_auc_difference"] > 0.1
+    other_rows = seed_runs([0.5, 0.7, 0.6], seed=1)
+    with pytest.raises(ValueError, match="same rows"):
+        bootstrap_over_seeds(auc, other_rows, model)

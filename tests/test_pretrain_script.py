@@ -9,6 +9,7 @@ import torch
 from accelerate import Accelerator
 from conftest import launch_on_two_cpu_processes, tiny_miram_config
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import (
     AutoConfig,
     AutoModelForImageClassification,
@@ -137,6 +138,35 @@ def test_every_process_has_written_its_files_before_a_checkpoint_is_renamed_into
     save_checkpoint(accelerator, tmp_path, 1, {"step": 1})
     assert accelerator.events == ["barrier while writing", "save_state", "barrier while writing", "barrier"]
     assert latest_checkpoint(tmp_path).name == "checkpoint-1"
+
+
+@pytest.mark.parametrize("model_type", ["miram", "byol"])
+def test_a_run_measures_what_it_learned_against_the_random_encoder_and_the_visible_mean(model_type, tmp_path):
+    # 48 small phantoms, half of them held out: 24 fine-detail findings of two kinds for a 5-fold probe
+    config_dir = (tiny_config_dir if model_type == "miram" else lambda path: joint_embedding_config_dir(path, "byol"))(
+        tmp_path / "config"
+    )
+    output = tmp_path / "out"
+    state = pretrain.main(
+        ["--model_type", model_type, "--model_config", str(config_dir), "--output_dir", str(output), "--cache_dir",
+         str(tmp_path / "cache"), "--num_images", "48", "--dataset_options", "height=192,width=144,"
+         "validation_fraction=0.5", "--probe_label_column", "label_fine_detail", "--probe_steps", "2",
+         "--per_device_train_batch_size", "4", "--max_steps", "4", "--logging_steps", "2", "--report_to",
+         "tensorboard"]
+    )  # fmt: skip
+    assert [record["step"] for record in state["probe_history"]] == [0, 2, 4]  # the random encoder first
+    for record in state["probe_history"]:
+        for name in ("linear_accuracy", "linear_roc_auc", "knn_accuracy", "knn_roc_auc"):
+            assert 0 <= record[f"{name}_ci_low"] <= record[name] <= record[f"{name}_ci_high"] <= 1, (name, record)
+    card = (output / "README.md").read_text()
+    assert "randomly initialised encoder" in card and "encoder after step 4" in card and "Probe cost" in card
+    events = EventAccumulator(str(next((output / "runs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    assert [event.step for event in events.Scalars("probe/linear_accuracy")] == [0, 2, 4]
+    if model_type == "miram":  # each scale's loss against the visible-mean baseline, trained and held out
+        assert {"ratio_scale_1", "ratio_scale_2", "baseline_scale_2"} <= set(state["log_history"][-1])
+        assert state["held_out_history"][-1]["step"] == 4 and "visible-mean baseline" in card
+        assert {"train/ratio_scale_2", "held_out/ratio_scale_1"} <= set(events.Tags()["scalars"])
 
 
 def test_mae_pretrains_as_transformers_vit_mae(tmp_path):

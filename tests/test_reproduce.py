@@ -110,3 +110,20 @@ def test_a_cross_validated_row_reports_the_mean_and_standard_error_over_its_fold
     accuracies = [fold["accuracy"] for fold in row["folds"]]
     assert row["accuracy"] == pytest.approx(sum(accuracies) / 5)
     assert row["accuracy_standard_error"] == pytest.approx(statistics.stdev(accuracies) / 5**0.5)
+
+
+def test_the_phantom_study_runs_seeded_rows_and_compares_them_pairwise(tmp_path):
+    rows = ["miram-linear-fine-detail", "mae-linear-fine-detail"]
+    results = reproduce.main(["phantom-study", "--smoke", "--rows", *rows, "--output_dir", str(tmp_path)])
+    for row in rows:  # --smoke keeps two of the three seeds: still an interval over seeds
+        assert len(results[row]["seeds"]) == 2
+        assert sorted(path.name for path in (tmp_path / row).iterdir()) == ["results.json", "seed-0", "seed-1"]
+        assert results[row]["accuracy_ci_low"] <= results[row]["accuracy"] <= results[row]["accuracy_ci_high"]
+    # the linear probe shares the pretraining of the MIRAM pathology row, which it did not run
+    assert (tmp_path / "miram-linear-pathology" / "seed-1" / "pretrain" / "model.safetensors").exists()
+    comparison = results["miram-linear-fine-detail"]["comparison"]
+    assert comparison["compared_with"] == "mae-linear-fine-detail" and "accuracy_difference_ci_low" in comparison
+    table = (tmp_path / "results.md").read_text()
+    assert table.startswith("`python scripts/reproduce.py phantom-study --smoke")
+    assert "| MIRAM [1, 2], linear probe, fine detail | 2 | " in table
+    assert "| MIRAM [1, 2], linear probe, fine detail minus MAE, linear probe, fine detail | " in table

@@ -13,6 +13,7 @@ Predictions are class scores (probabilities, or logits: single-label ones go thr
 """
 
 import warnings
+from collections.abc import Callable
 
 import datasets
 import evaluate
@@ -51,21 +52,13 @@ class ClassificationMetric(evaluate.Metric):
     def _compute(self, predictions, references, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95):
         scores, labels = np.asarray(predictions, dtype=np.float64), np.asarray(references)
         value = self.score(scores, labels)
-        rng = np.random.default_rng(seed)
-        samples = []
-        with warnings.catch_warnings():  # sklearn warns on each resample that lacks a class
-            warnings.simplefilter("ignore")
-            for _ in range(n_bootstrap):
-                index = rng.integers(0, len(labels), len(labels))
-                try:
-                    sample = self.score(scores[index], labels[index])
-                except ValueError:  # the resample lacks a class: the metric is undefined there
-                    continue
-                if np.isfinite(sample):
-                    samples.append(sample)
-        tail = (1 - confidence) / 2 * 100
-        low, high = np.percentile(samples, [tail, 100 - tail]) if samples else (float("nan"), float("nan"))
-        return {self.name: float(value), f"{self.name}_ci_low": float(low), f"{self.name}_ci_high": float(high)}
+
+        def resampled(rng: np.random.Generator) -> float:
+            index = rng.integers(0, len(labels), len(labels))
+            return self.score(scores[index], labels[index])
+
+        low, high = bootstrap_interval(resampled, n_bootstrap, seed, confidence)
+        return {self.name: float(value), f"{self.name}_ci_low": low, f"{self.name}_ci_high": high}
 
     def _one_vs_rest(self, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(binary label matrix, per-class scores): one-hot classes and softmax probabilities for single-label."""
@@ -139,6 +132,29 @@ def _softmax_if_logits(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def bootstrap_interval(
+    statistic: Callable[[np.random.Generator], float], n_bootstrap: int, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float]:
+    """The percentile interval of `statistic(rng)`, each call a statistic of one resample drawn from `rng` (seeded);
+    resamples where it is undefined (a ValueError, e.g. one class only, or not finite) are left out."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    with warnings.catch_warnings():  # sklearn warns on each resample that lacks a class
+        warnings.simplefilter("ignore")
+        for _ in range(n_bootstrap):
+            try:
+                sample = statistic(rng)
+            except ValueError:
+                continue
+            if np.isfinite(sample):
+                samples.append(sample)
+    if not samples:
+        return float("nan"), float("nan")
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_over_seeds(
     metric: ClassificationMetric,
     runs: list[tuple[np.ndarray, np.ndarray]],
@@ -165,27 +181,17 @@ def bootstrap_over_seeds(
                 total -= metric.score(reference_runs[index][0][row], labels[row])
         return total / len(seeds)
 
-    rng = np.random.default_rng(seed)
-    samples = []
-    with warnings.catch_warnings():  # sklearn warns on each resample that lacks a class
-        warnings.simplefilter("ignore")
-        try:
-            estimate = value(np.arange(len(runs)), [np.arange(len(labels)) for _, labels in runs])
-        except ValueError:  # e.g. test rows of one class: the metric is undefined
-            estimate = float("nan")
-        for _ in range(n_bootstrap):
-            seeds = rng.integers(0, len(runs), len(runs))
-            rows = [rng.integers(0, len(runs[index][1]), len(runs[index][1])) for index in seeds]
-            try:
-                sample = value(seeds, rows)
-            except ValueError:  # a resample lacks a class: the metric is undefined there
-                continue
-            if np.isfinite(sample):
-                samples.append(sample)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(samples, [tail, 100 - tail]) if samples else (float("nan"), float("nan"))
+    def resampled(rng: np.random.Generator) -> float:
+        seeds = rng.integers(0, len(runs), len(runs))
+        return value(seeds, [rng.integers(0, len(runs[index][1]), len(runs[index][1])) for index in seeds])
+
+    try:
+        estimate = value(np.arange(len(runs)), [np.arange(len(labels)) for _, labels in runs])
+    except ValueError:  # e.g. test rows of one class: the metric is undefined
+        estimate = float("nan")
+    low, high = bootstrap_interval(resampled, n_bootstrap, seed, confidence)
     name = metric.name + ("_difference" if paired else "")
-    return {name: float(estimate), f"{name}_ci_low": float(low), f"{name}_ci_high": float(high)}
+    return {name: float(estimate), f"{name}_ci_low": low, f"{name}_ci_high": high}
 
 
 def classification_metrics(
@@ -208,6 +214,7 @@ __all__ = [
     "ClassificationMetric",
     "F1",
     "RocAuc",
+    "bootstrap_interval",
     "bootstrap_over_seeds",
     "classification_metrics",
 ]

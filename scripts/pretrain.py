@@ -8,7 +8,7 @@
 
 MAE's recipe: AdamW (0.9, 0.95), weight decay 0.05 off biases and norms, linear warmup then half-cosine, gradient
 clipping; its lr rule, lr = base_learning_rate x global batch / 256, with --base_learning_rate 1.5e-4 (the default
---learning_rate 1e-3 suits the small batches of a laptop run). Checkpoints every
+--learning_rate 2e-3 suits the small batches of a laptop run). Checkpoints every
 --save_steps under output_dir/checkpoints (model, optimizer, scheduler, random states, data position); rerunning the
 same command with --resume_from_checkpoint latest carries on exactly where the last one left off. The output folder
 ends up with the model, its processor, a model card and reconstruction pictures, ready for from_pretrained or the Hub.
@@ -254,8 +254,8 @@ def main(argv: list[str] | None = None) -> dict:
     monitor = ReconstructionMonitor(config) if masked else None
     logger.info(
         "%s (%s, %.1fM parameters): %d steps of %d images (%d per process x %d accumulation x %d processes), lr %.2e",
-        args.model_type, args.model_config, unwrapped.num_parameters() / 1e6, max_steps, global_batch, batch_size,
-        accumulation, accelerator.num_processes, learning_rate,
+        args.model_type, args.model_config or "the default preset", unwrapped.num_parameters() / 1e6, max_steps,
+        global_batch, batch_size, accumulation, accelerator.num_processes, learning_rate,
     )  # fmt: skip
 
     # what this process trained on in this run, a check of the sharding: an image count and a crc32 of the first pixel

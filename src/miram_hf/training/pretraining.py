@@ -34,13 +34,20 @@ MULTI_CROP_MODELS = ("dino", "swav")
 # Encoders of DeiT's tiny / small and ViT's base sizes; MAE's decoder (512 wide, 8 deep) for base, narrower ones below.
 # One channel, 112 x 112 inputs in 16-pixel patches, as in the MIRAM paper. `vit-demo`, the default, is what two CPU
 # cores pretrain in minutes to a reconstruction well below the visible-mean baseline (README: the demo's figures):
-# DeiT-tiny's width at half its depth, 2-layer decoders, 64 x 64 inputs in 8-pixel patches.
+# DeiT-tiny's width at half its depth, 2-layer decoders, 64 x 64 inputs in 8-pixel patches. `vit-micro` is the
+# phantom study's (docs/phantom_study.md), small enough for its dozens of runs on two CPU cores: a 4-layer, 128-wide
+# encoder and 2-layer, 64-wide decoders over 32 x 32 inputs in 4-pixel patches.
 PRESET_INPUT = dict(num_channels=1, image_size=112, patch_size=16)
 MODEL_PRESETS = {
     "vit-demo": dict(
         image_size=64, patch_size=8, hidden_size=192, num_hidden_layers=6, num_attention_heads=3,
         intermediate_size=768, decoder_hidden_size=128, decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
         decoder_intermediate_size=512,
+    ),
+    "vit-micro": dict(
+        image_size=32, patch_size=4, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
+        intermediate_size=512, decoder_hidden_size=64, decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
+        decoder_intermediate_size=256,
     ),
     "vit-tiny": dict(
         hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768,
@@ -113,8 +120,9 @@ def preset_config(model_type: str, preset: str, overrides: dict) -> PretrainedCo
         if preset in RESNET_PRESETS:
             raise ValueError(f"{preset} is a ResNet backbone; {model_type} pretrains a ViT ({sorted(MODEL_PRESETS)}).")
         return AutoConfig.for_model(MODEL_TYPES[model_type], **{**PRESET_INPUT, **MODEL_PRESETS[preset], **overrides})
-    image_size = overrides.get("image_size", PRESET_INPUT["image_size"])
     backbone = backbone_preset_config(preset, **overrides)
+    # a ViT's own input size (its preset's, or the override); ResNet configs have none
+    image_size = getattr(backbone, "image_size", overrides.get("image_size", PRESET_INPUT["image_size"]))
     return AutoConfig.for_model(MODEL_TYPES[model_type], backbone_config=backbone, image_size=image_size)
 
 

@@ -62,6 +62,7 @@ from miram_hf.training.pretraining import (
     VAE_PRESETS,
     PretrainingCollator,
     batches_per_epoch,
+    default_model_config,
     epoch_batches,
     fsdp_units,
     mask_noise,
@@ -148,6 +149,7 @@ class PretrainingArguments:
 
 def main(argv: list[str] | None = None) -> dict:
     (args,) = HfArgumentParser(PretrainingArguments).parse_args_into_dataclasses(args=argv)
+    args.model_config = args.model_config or default_model_config(args.model_type)
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -254,8 +256,8 @@ def main(argv: list[str] | None = None) -> dict:
     monitor = ReconstructionMonitor(config) if masked else None
     logger.info(
         "%s (%s, %.1fM parameters): %d steps of %d images (%d per process x %d accumulation x %d processes), lr %.2e",
-        args.model_type, args.model_config or "the default preset", unwrapped.num_parameters() / 1e6, max_steps,
-        global_batch, batch_size, accumulation, accelerator.num_processes, learning_rate,
+        args.model_type, args.model_config, unwrapped.num_parameters() / 1e6, max_steps, global_batch, batch_size,
+        accumulation, accelerator.num_processes, learning_rate,
     )  # fmt: skip
 
     # what this process trained on in this run, a check of the sharding: an image count and a crc32 of the first pixel
@@ -509,7 +511,7 @@ def write_card(
     data = f"`{args.dataset}`" + (f" (`{args.dataset_config}`)" if args.dataset in BUILDERS else "")
     data += f": {rows} training images" if rows is not None else ", streamed"
     recipe = {
-        "model": f"{args.model_type} ({args.model_config or 'default'}, image {config.image_size}, "
+        "model": f"{args.model_type} ({args.model_config}, image {config.image_size}, "
         f"patch {getattr(config, 'patch_size', None)})",
         "steps": steps, "global batch": global_batch, "learning rate": f"{learning_rate:.3e}",
         "optimizer": f"AdamW ({args.adam_beta1}, {args.adam_beta2}), weight decay {args.weight_decay}",

@@ -94,7 +94,7 @@ def pretraining_config(
     wrong |= set(overrides) & set(MASKING_ONLY if model_type not in MASKED_IMAGE_MODELS else ())
     if wrong:
         raise ValueError(f"{sorted(wrong)} are not options of model_type {model_type}.")
-    model_config = model_config or ("vae-640x800" if model_type == "vae" else "vit-demo")
+    model_config = model_config or default_model_config(model_type)
     if is_backbone_preset(model_config) or model_config in VAE_PRESETS:
         config = preset_config(model_type, model_config, overrides)
     else:
@@ -104,6 +104,11 @@ def pretraining_config(
     if config_overrides:
         config.update_from_string(config_overrides)
     return config
+
+
+def default_model_config(model_type: str) -> str:
+    """The preset a method pretrains without --model_config: the demo's ViT, or the VAE paper's model."""
+    return "vae-640x800" if model_type == "vae" else "vit-demo"
 
 
 def preset_config(model_type: str, preset: str, overrides: dict) -> PretrainedConfig:
@@ -341,6 +346,7 @@ __all__ = [
     "MODEL_TYPES",
     "PretrainingCollator",
     "batches_per_epoch",
+    "default_model_config",
     "derived_seed",
     "epoch_batches",
     "fsdp_units",

@@ -1,3 +1,4 @@
+import errno
 import importlib.util
 import json
 import logging
@@ -108,6 +109,24 @@ def test_resuming_from_latest_falls_back_past_a_truncated_checkpoint_and_names_i
     with pytest.raises(CheckpointError, match="No checkpoint in .* can be read: .*checkpoint-6.*JSONDecodeError"):
         pretrain.main(arguments(root / "config", output, root / "cache", "--resume_from_checkpoint", "latest",
                                 "--max_steps", "9"))  # fmt: skip
+
+
+def test_a_full_disk_while_saving_names_the_checkpoint_and_keeps_latest(straight_run, monkeypatch):
+    root, _ = straight_run
+    output = root / "full-disk"
+    save_state = Accelerator.save_state
+
+    def no_space_left(self, output_dir=None, **kwargs):
+        if output_dir.endswith("checkpoint-6"):
+            Path(output_dir, "model.safetensors").write_bytes(b"half a file")
+            raise OSError(errno.ENOSPC, "No space left on device", f"{output_dir}/optimizer.bin")
+        return save_state(self, output_dir, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "save_state", no_space_left)
+    with pytest.raises(CheckpointError, match=r"Could not write .*checkpoint-6 .*No space left on device"):
+        pretrain.main(arguments(root / "config", output, root / "cache"))
+    assert latest_checkpoint(output / "checkpoints").name == "checkpoint-3"
+    assert not list((output / "checkpoints").glob(".partial-*"))
 
 
 def test_checkpoints_hold_nothing_that_runs_code_when_read(straight_run):

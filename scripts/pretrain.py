@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 import datasets
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedType, send_to_device, set_seed
 from PIL import Image
 from tqdm.auto import tqdm
@@ -48,7 +48,9 @@ from miram_hf.training.checkpointing import (
     latest_checkpoint,
     load_checkpoint,
     load_latest_checkpoint,
+    run_lock,
     save_checkpoint,
+    touch_lock,
 )
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import CITATIONS, render_model_card
@@ -160,6 +162,12 @@ class PretrainingArguments:
 def main(argv: list[str] | None = None) -> dict:
     (args,) = HfArgumentParser(PretrainingArguments).parse_args_into_dataclasses(args=argv)
     args.model_config = args.model_config or default_model_config(args.model_type)
+    with run_lock(args.output_dir, holder=PartialState().is_main_process):  # one run at a time in output_dir
+        return pretrain(args)
+
+
+def pretrain(args: PretrainingArguments) -> dict:
+    """The run `args` describe, from the data to the model folder; returns its progress (trainer_state.json)."""
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -364,6 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
                 raise TrainingDivergedError(divergence_message(step, "the weights hold NaN or infinite values",
                                                                checkpoints_dir))  # fmt: skip
             save_checkpoint(accelerator, checkpoints_dir, step, progress, args.save_total_limit)
+            touch_lock(output_dir)
             if masked:
                 log_reconstruction(accelerator, model, preview, output_dir / "reconstructions" / f"step-{step}.png",
                                    args.seed, step, progress)  # fmt: skip

@@ -3,7 +3,12 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +28,7 @@ from transformers import (
 )
 
 from miram_hf import MammoVaeConfig
-from miram_hf.training.checkpointing import CheckpointError, latest_checkpoint, save_checkpoint
+from miram_hf.training.checkpointing import CheckpointError, latest_checkpoint, run_lock, save_checkpoint
 
 ROOT = Path(__file__).parents[1]
 SCRIPT = ROOT / "scripts" / "pretrain.py"
@@ -127,6 +132,34 @@ def test_a_full_disk_while_saving_names_the_checkpoint_and_keeps_latest(straight
         pretrain.main(arguments(root / "config", output, root / "cache"))
     assert latest_checkpoint(output / "checkpoints").name == "checkpoint-3"
     assert not list((output / "checkpoints").glob(".partial-*"))
+
+
+def test_a_second_run_on_the_same_output_dir_is_refused_and_a_gone_runs_lock_is_taken_over(
+    straight_run, tmp_path, caplog
+):
+    root, _ = straight_run
+    output = tmp_path / "shared"
+    lock = output / ".run.lock"
+    output.mkdir()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "a minute ago"}))
+    with pytest.raises(RuntimeError, match=f"in use by another run \\(process {os.getpid()} on"):
+        pretrain.main(arguments(root / "config", output, root / "cache"))
+    assert lock.exists() and not (output / "checkpoints").exists()
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": int(finished.stdout), "started": "then"}))
+    with caplog.at_level(logging.WARNING):
+        assert pretrain.main(arguments(root / "config", output, root / "cache"))["step"] == 6
+    assert "Taking over" in caplog.text and not lock.exists()  # released at the end
+
+    elsewhere = {"host": "another-node", "pid": 1, "started": "then"}
+    lock.write_text(json.dumps(elsewhere))  # touched just now: that run may be alive
+    with pytest.raises(RuntimeError, match="in use by another run"), run_lock(output):
+        pass
+    an_hour_ago = time.time() - 3600
+    os.utime(lock, (an_hour_ago, an_hour_ago))  # no checkpoint for an hour: gone
+    with run_lock(output):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
 
 
 def test_checkpoints_hold_nothing_that_runs_code_when_read(straight_run):

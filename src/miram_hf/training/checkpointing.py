@@ -14,6 +14,10 @@ import logging
 import os
 import re
 import shutil
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from accelerate import Accelerator
@@ -22,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 LATEST = "latest"
 PROGRESS = "progress.json"
+LOCK = ".run.lock"
 _NAME = re.compile(r"checkpoint-(\d+)")
 
 
@@ -125,6 +130,69 @@ def latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+@contextmanager
+def run_lock(output_dir: str | Path, holder: bool = True, stale_after: float = 600.0) -> Iterator[None]:
+    """One run at a time in `output_dir`: the run that holds `output_dir/.run.lock` (the main process: `holder`)
+    writes there; a second one is refused with a message naming the first. A lock whose run is gone is taken over
+    with a warning: on this host when its process no longer exists, from another host when it was last touched
+    (`touch_lock`, at every checkpoint) `stale_after` seconds ago."""
+    lock = Path(output_dir) / LOCK
+    if not holder:
+        yield
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    while True:
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            other = _lock_owner(lock)
+            if other is not None and _still_running(other, lock, stale_after):
+                raise RuntimeError(f"{output_dir} is in use by another run (process {other['pid']} on "
+                                   f"{other['host']}, started {other['started']}): give this run another "
+                                   "--output_dir, or wait for that one to end.") from None  # fmt: skip
+            logger.warning("Taking over %s, left by a run that no longer runs (%s).", lock, other)
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(owner, file)
+        break
+    try:
+        yield
+    finally:
+        if _lock_owner(lock) == owner:
+            lock.unlink(missing_ok=True)
+
+
+def touch_lock(output_dir: str | Path) -> None:
+    """Mark the run holding `output_dir`'s lock as alive (for runs on other hosts, which cannot see its process)."""
+    lock = Path(output_dir) / LOCK
+    if lock.exists():
+        os.utime(lock)
+
+
+def _lock_owner(lock: Path) -> dict | None:
+    try:
+        return json.loads(lock.read_text())
+    except (OSError, ValueError):  # gone meanwhile, or half written by a run that died at once
+        return None
+
+
+def _still_running(owner: dict, lock: Path, stale_after: float) -> bool:
+    if owner.get("host") == socket.gethostname():
+        try:
+            os.kill(int(owner["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # someone else's process
+            return True
+        return True
+    try:
+        return time.time() - lock.stat().st_mtime < stale_after
+    except OSError:
+        return False
+
+
 def _write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "w") as file:
@@ -156,5 +224,7 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "load_latest_checkpoint",
+    "run_lock",
     "save_checkpoint",
+    "touch_lock",
 ]

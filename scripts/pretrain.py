@@ -52,6 +52,7 @@ from miram_hf.training.checkpointing import (
     save_checkpoint,
     touch_lock,
 )
+from miram_hf.training.divergence import TrainingDivergedError, finite_everywhere, is_finite, weights_are_finite
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import CITATIONS, render_model_card
 from miram_hf.training.monitoring import (
@@ -328,7 +329,7 @@ def pretrain(args: PretrainingArguments) -> dict:
             with accelerator.accumulate(model):
                 if not diverged:
                     outputs = model(**batch)
-                    diverged = not bool(accelerator.gather(torch.isfinite(outputs.loss.detach())[None]).all())
+                    diverged = not finite_everywhere(accelerator, outputs.loss)
                 if not diverged:
                     accelerator.backward(outputs.loss)
                     if accelerator.sync_gradients and args.max_grad_norm > 0:
@@ -416,25 +417,6 @@ def pretrain(args: PretrainingArguments) -> dict:
     accelerator.wait_for_everyone()  # tearing the process group down while the main process still saves can hang
     accelerator.end_training()
     return progress
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss, the gradients or the weights became NaN or infinite: the run stopped there and saved no model."""
-
-
-def is_finite(value: torch.Tensor | None) -> bool:
-    """Whether a loss or gradient norm is finite (a DTensor under FSDP; None where DeepSpeed clips by itself)."""
-    if value is None:
-        return True
-    if hasattr(value, "full_tensor"):
-        value = value.full_tensor()
-    return bool(torch.isfinite(value).all())
-
-
-def weights_are_finite(accelerator: Accelerator, model: torch.nn.Module) -> bool:
-    """Whether every process's weights (its shards under FSDP) are finite."""
-    local = all(is_finite(getattr(weight, "to_local", weight.detach)()) for weight in model.parameters())
-    return bool(accelerator.gather(torch.tensor([local], device=accelerator.device)).all())
 
 
 def divergence_message(step: int, what: str, checkpoints_dir: Path) -> str:

@@ -44,6 +44,7 @@ from miram_hf.metrics import classification_metrics
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
 from miram_hf.training import parameter_groups
 from miram_hf.training.classification import classification_inputs, collate_classification, image_classifier
+from miram_hf.training.divergence import TrainingDivergedError, finite_everywhere
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import render_model_card
 from miram_hf.training.pretraining import is_backbone_preset
@@ -127,6 +128,11 @@ class WeightedTrainer(Trainer):
             loss = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
         if getattr(outputs, "contrastive_loss", None) is not None:  # RoI attention's term beside the classification
             loss = loss + config.contrastive_weight * outputs.contrastive_loss
+        if not finite_everywhere(self.accelerator, loss):  # before any process's update: all stop together
+            raise TrainingDivergedError(
+                f"Step {self.state.global_step + 1}: the loss is NaN or infinite, fine-tuning diverged. The "
+                f"checkpoints in {self.args.output_dir} are from before it; rerun with a lower --learning_rate."
+            )
         return (loss, outputs) if return_outputs else loss
 
 

@@ -10,7 +10,9 @@ MAE's recipe: AdamW (0.9, 0.95), weight decay 0.05 off biases and norms, linear 
 clipping; its lr rule, lr = base_learning_rate x global batch / 256, with --base_learning_rate 1.5e-4 (the default
 --learning_rate 2e-3 suits the small batches of a laptop run). Checkpoints every
 --save_steps under output_dir/checkpoints (model, optimizer, scheduler, random states, data position); rerunning the
-same command with --resume_from_checkpoint latest carries on exactly where the last one left off. The output folder
+same command with --resume_from_checkpoint latest carries on exactly where the last one left off (past a checkpoint
+that cannot be read, to the newest intact one). A NaN or infinite loss stops the run (--on_nonfinite_loss skip: the
+step is dropped) and no checkpoint or model of NaN weights is written. The output folder
 ends up with the model, its processor, a model card and reconstruction pictures, ready for from_pretrained or the Hub.
 The joint-embedding methods learn from mammogram views (crop, flips, gamma, contrast; multi-crop for DINO and SwAV)
 and also leave their backbone as a ready `...ForImageClassification` in output_dir/backbone, for scripts/finetune.py.
@@ -33,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 import datasets
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedType, send_to_device, set_seed
 from PIL import Image
 from tqdm.auto import tqdm
@@ -42,7 +44,15 @@ from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
 from miram_hf import add_remote_pipelines
 from miram_hf.data import BUILDERS, TILE_OPTIONS, carve_validation, load_mammography, parse_dataset_options
 from miram_hf.training import parameter_groups
-from miram_hf.training.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from miram_hf.training.checkpointing import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_latest_checkpoint,
+    run_lock,
+    save_checkpoint,
+    touch_lock,
+)
+from miram_hf.training.divergence import TrainingDivergedError, finite_everywhere, is_finite, weights_are_finite
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import CITATIONS, render_model_card
 from miram_hf.training.monitoring import (
@@ -136,6 +146,9 @@ class PretrainingArguments:
     adam_beta2: float = field(default=0.95)
     warmup_steps: int | None = field(default=None, metadata={"help": "default: 5 percent of the steps"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "0 turns clipping off"})
+    on_nonfinite_loss: str = field(
+        default="stop", metadata={"help": "stop, or skip: what a NaN or infinite loss (a diverging run) does"}
+    )
     mixed_precision: str | None = field(default=None, metadata={"help": "no, fp16 or bf16 (default: accelerate's)"})
     save_steps: int = field(default=500)
     save_total_limit: int | None = field(default=2)
@@ -150,6 +163,12 @@ class PretrainingArguments:
 def main(argv: list[str] | None = None) -> dict:
     (args,) = HfArgumentParser(PretrainingArguments).parse_args_into_dataclasses(args=argv)
     args.model_config = args.model_config or default_model_config(args.model_type)
+    with run_lock(args.output_dir, holder=PartialState().is_main_process):  # one run at a time in output_dir
+        return pretrain(args)
+
+
+def pretrain(args: PretrainingArguments) -> dict:
+    """The run `args` describe, from the data to the model folder; returns its progress (trainer_state.json)."""
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -162,6 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb).")
     if args.streaming and args.max_steps <= 0:
         raise ValueError("A streamed dataset has no length: give --max_steps.")
+    if args.on_nonfinite_loss not in ("stop", "skip"):
+        raise ValueError(f"--on_nonfinite_loss is stop or skip, got {args.on_nonfinite_loss!r}.")
     set_seed(args.seed)
 
     # data
@@ -239,13 +260,18 @@ def main(argv: list[str] | None = None) -> dict:
             gradient_clipping=args.max_grad_norm,
         )
     # stepped here once per optimizer step, not through accelerate (which steps a prepared one once per process)
+    # (its state is saved in progress.json, not registered with accelerate, which would pickle it)
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
     unwrapped = accelerator.unwrap_model(model)
 
-    # resume
+    # resume: from --resume_from_checkpoint latest, the newest checkpoint that can be read
     if checkpoint:
-        progress = {**progress, **load_checkpoint(accelerator, checkpoint)}
+        if args.resume_from_checkpoint == "latest":
+            checkpoint, restored = load_latest_checkpoint(accelerator, checkpoints_dir)
+        else:
+            restored = load_checkpoint(accelerator, checkpoint)
+        progress = {**progress, **restored}
+        scheduler.load_state_dict(progress["scheduler"])
         positions = progress.get("process_positions", [])
         if len(positions) == accelerator.num_processes:  # this process's own place in the data
             progress["epoch"], progress["batches_in_epoch"] = positions[accelerator.process_index]
@@ -290,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
     bar = tqdm(total=max_steps, initial=progress["step"], disable=not accelerator.is_local_main_process)
     while progress["step"] < max_steps:
         step = progress["step"] + 1
-        losses = []
+        losses, diverged = [], False
         if joint_embedding:  # the methods' schedules follow the step
             unwrapped.start_training_step(step, max_steps)
         for micro_batch in range(accumulation):
@@ -298,24 +324,33 @@ def main(argv: list[str] | None = None) -> dict:
             if masked:
                 batch["noise"] = mask_noise(batch["pixel_values"], config.patch_size, args.seed, step,
                                             accelerator.process_index, micro_batch)  # fmt: skip
-            # gradients are averaged across processes, and the optimizer steps, on the last micro-batch only
+            # gradients are averaged across processes, and the optimizer steps, on the last micro-batch only; a
+            # non-finite loss on any process drops the whole step everywhere (or stops the run)
             with accelerator.accumulate(model):
-                outputs = model(**batch)
-                accelerator.backward(outputs.loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
+                if not diverged:
+                    outputs = model(**batch)
+                    diverged = not finite_everywhere(accelerator, outputs.loss)
+                if not diverged:
+                    accelerator.backward(outputs.loss)
+                    if accelerator.sync_gradients and args.max_grad_norm > 0:
+                        # the norm of the all-reduced gradients, the same on every process
+                        diverged = not is_finite(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
+                    if not diverged:
+                        optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            losses.append(outputs.loss.detach())
-            if masked:  # each scale's loss and, on the same masks, the visible-mean baseline's
-                monitor.update(batch, outputs)
+            if not diverged:
+                losses.append(outputs.loss.detach())
+                if masked:  # each scale's loss and, on the same masks, the visible-mean baseline's
+                    monitor.update(batch, outputs)
+        if diverged:
+            skip_or_stop(args, progress, step, checkpoints_dir)
         scheduler.step()
         if joint_embedding:
             unwrapped.update_teachers()
         progress["step"] = step
         bar.update(1)
 
-        if step % args.logging_steps == 0 or step == max_steps:
+        if (step % args.logging_steps == 0 or step == max_steps) and losses:
             loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
             record = {
                 "step": step,
@@ -333,7 +368,12 @@ def main(argv: list[str] | None = None) -> dict:
             # every process's (epoch, batch) place: the parts of a stream can differ in length across processes
             position = torch.tensor([[progress["epoch"], progress["batches_in_epoch"]]], device=accelerator.device)
             progress["process_positions"] = accelerator.gather(position).tolist()
+            progress["scheduler"] = scheduler.state_dict()
+            if not weights_are_finite(accelerator, model):  # never a checkpoint of NaN weights behind `latest`
+                raise TrainingDivergedError(divergence_message(step, "the weights hold NaN or infinite values",
+                                                               checkpoints_dir))  # fmt: skip
             save_checkpoint(accelerator, checkpoints_dir, step, progress, args.save_total_limit)
+            touch_lock(output_dir)
             if masked:
                 log_reconstruction(accelerator, model, preview, output_dir / "reconstructions" / f"step-{step}.png",
                                    args.seed, step, progress)  # fmt: skip
@@ -377,6 +417,24 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator.wait_for_everyone()  # tearing the process group down while the main process still saves can hang
     accelerator.end_training()
     return progress
+
+
+def divergence_message(step: int, what: str, checkpoints_dir: Path) -> str:
+    last = latest_checkpoint(checkpoints_dir)
+    where = (f"the last checkpoint, {last}, is from before: resume from it with a lower --learning_rate" if last
+             else "no checkpoint was written yet: rerun with a lower --learning_rate")  # fmt: skip
+    return f"Step {step}: {what}, the run diverged. No model was saved; {where}, or use --on_nonfinite_loss skip."
+
+
+def skip_or_stop(args: PretrainingArguments, progress: dict, step: int, checkpoints_dir: Path) -> None:
+    """A step whose loss or gradient norm is NaN or infinite, its update already dropped: with --on_nonfinite_loss
+    skip, count it and go on; otherwise stop, saying where the last checkpoint is."""
+    if args.on_nonfinite_loss == "stop":
+        raise TrainingDivergedError(divergence_message(step, "the loss or the gradients are NaN or infinite",
+                                                       checkpoints_dir))  # fmt: skip
+    progress.setdefault("skipped_steps", []).append(step)
+    logger.warning("Step %d: the loss or the gradients are NaN or infinite; its update is skipped (%d so far).", step,
+                   len(progress["skipped_steps"]))  # fmt: skip
 
 
 def held_out_rows(args: PretrainingArguments, dataset_options: dict) -> datasets.Dataset | None:

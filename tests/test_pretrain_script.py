@@ -1,7 +1,14 @@
+import errno
 import importlib.util
 import json
+import logging
 import math
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +28,7 @@ from transformers import (
 )
 
 from miram_hf import MammoVaeConfig
-from miram_hf.training.checkpointing import latest_checkpoint, save_checkpoint
+from miram_hf.training.checkpointing import CheckpointError, latest_checkpoint, run_lock, save_checkpoint
 
 ROOT = Path(__file__).parents[1]
 SCRIPT = ROOT / "scripts" / "pretrain.py"
@@ -84,6 +91,102 @@ def test_resuming_at_step_3_ends_with_the_weights_of_the_straight_run(straight_r
     assert resumed["log_history"] == straight["log_history"]
     # the resumed run trained on steps 4-6 only
     assert resumed["processes"][0]["images"] == 12
+
+
+def test_resuming_from_latest_falls_back_past_a_truncated_checkpoint_and_names_it(straight_run, caplog):
+    root, straight = straight_run
+    output = root / "truncated"
+    for name in ("checkpoint-3", "checkpoint-6", "latest"):
+        copy = shutil.copytree if name != "latest" else shutil.copy
+        copy(root / "straight" / "checkpoints" / name, output / "checkpoints" / name)
+    weights = output / "checkpoints" / "checkpoint-6" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])  # a copy cut short
+    with caplog.at_level(logging.WARNING):
+        resumed = pretrain.main(
+            arguments(root / "config", output, root / "cache", "--resume_from_checkpoint", "latest")
+        )
+    assert "checkpoint-6 cannot be read" in caplog.text
+    assert_same_weights(output, root / "straight")  # from checkpoint-3, then steps 4-6 again
+    assert resumed["log_history"] == straight["log_history"] and resumed["processes"][0]["images"] == 12
+
+    for checkpoint in ("checkpoint-3", "checkpoint-6"):
+        (output / "checkpoints" / checkpoint / "progress.json").write_text("{garbled")
+    with pytest.raises(CheckpointError, match="No checkpoint in .* can be read: .*checkpoint-6.*JSONDecodeError"):
+        pretrain.main(arguments(root / "config", output, root / "cache", "--resume_from_checkpoint", "latest",
+                                "--max_steps", "9"))  # fmt: skip
+
+
+def test_a_full_disk_while_saving_names_the_checkpoint_and_keeps_latest(straight_run, monkeypatch):
+    root, _ = straight_run
+    output = root / "full-disk"
+    save_state = Accelerator.save_state
+
+    def no_space_left(self, output_dir=None, **kwargs):
+        if output_dir.endswith("checkpoint-6"):
+            Path(output_dir, "model.safetensors").write_bytes(b"half a file")
+            raise OSError(errno.ENOSPC, "No space left on device", f"{output_dir}/optimizer.bin")
+        return save_state(self, output_dir, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "save_state", no_space_left)
+    with pytest.raises(CheckpointError, match=r"Could not write .*checkpoint-6 .*No space left on device"):
+        pretrain.main(arguments(root / "config", output, root / "cache"))
+    assert latest_checkpoint(output / "checkpoints").name == "checkpoint-3"
+    assert not list((output / "checkpoints").glob(".partial-*"))
+
+
+def test_a_second_run_on_the_same_output_dir_is_refused_and_a_gone_runs_lock_is_taken_over(
+    straight_run, tmp_path, caplog
+):
+    root, _ = straight_run
+    output = tmp_path / "shared"
+    lock = output / ".run.lock"
+    output.mkdir()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "a minute ago"}))
+    with pytest.raises(RuntimeError, match=f"in use by another run \\(process {os.getpid()} on"):
+        pretrain.main(arguments(root / "config", output, root / "cache"))
+    assert lock.exists() and not (output / "checkpoints").exists()
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": int(finished.stdout), "started": "then"}))
+    with caplog.at_level(logging.WARNING):
+        assert pretrain.main(arguments(root / "config", output, root / "cache"))["step"] == 6
+    assert "Taking over" in caplog.text and not lock.exists()  # released at the end
+
+    elsewhere = {"host": "another-node", "pid": 1, "started": "then"}
+    lock.write_text(json.dumps(elsewhere))  # touched just now: that run may be alive
+    with pytest.raises(RuntimeError, match="in use by another run"), run_lock(output):
+        pass
+    an_hour_ago = time.time() - 3600
+    os.utime(lock, (an_hour_ago, an_hour_ago))  # no checkpoint for an hour: gone
+    with run_lock(output):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_checkpoints_hold_nothing_that_runs_code_when_read(straight_run):
+    root, _ = straight_run
+    checkpoint = root / "straight" / "checkpoints" / "checkpoint-6"
+    assert not list(checkpoint.glob("custom_checkpoint_*"))  # accelerate would unpickle these with weights_only=False
+    scheduler = json.loads((checkpoint / "progress.json").read_text())["scheduler"]
+    assert scheduler["last_epoch"] == 6
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_a_diverging_run_stops_or_skips_and_never_saves_nan_weights(policy, straight_run, tmp_path):
+    root, _ = straight_run
+    output = tmp_path / "diverged"
+    # lr 1e3: the first update blows the weights up, the second step's loss is NaN
+    run = arguments(root / "config", output, root / "cache", "--learning_rate", "1e3", "--save_steps", "1",
+                    "--on_nonfinite_loss", policy)  # fmt: skip
+    if policy == "stop":
+        with pytest.raises(pretrain.TrainingDivergedError, match="Step 2: the loss or the gradients are NaN"):
+            pretrain.main(run)
+        assert not (output / "model.safetensors").exists()
+        assert latest_checkpoint(output / "checkpoints").name == "checkpoint-1"
+    else:
+        state = pretrain.main(run)
+        assert state["skipped_steps"] == [2, 3, 4, 5, 6] and state["step"] == 6
+    for weights in [*output.glob("model.safetensors"), *output.glob("checkpoints/*/model.safetensors")]:
+        assert all(torch.isfinite(weight).all() for weight in load_file(weights).values()), weights
 
 
 def test_a_crash_while_saving_keeps_latest_on_the_last_complete_checkpoint(straight_run, monkeypatch):

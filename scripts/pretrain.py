@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 import datasets
 import numpy as np
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.utils import DistributedType, send_to_device, set_seed
 from PIL import Image
 from tqdm.auto import tqdm
@@ -163,19 +163,19 @@ class PretrainingArguments:
 def main(argv: list[str] | None = None) -> dict:
     (args,) = HfArgumentParser(PretrainingArguments).parse_args_into_dataclasses(args=argv)
     args.model_config = args.model_config or default_model_config(args.model_type)
-    with run_lock(args.output_dir, holder=PartialState().is_main_process):  # one run at a time in output_dir
-        return pretrain(args)
-
-
-def pretrain(args: PretrainingArguments) -> dict:
-    """The run `args` describe, from the data to the model folder; returns its progress (trainer_state.json)."""
-    output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_dir=str(output_dir / "runs"),
+        project_dir=str(Path(args.output_dir) / "runs"),
     )
+    with run_lock(args.output_dir, holder=accelerator.is_main_process):  # one run at a time in output_dir
+        return pretrain(args, accelerator)
+
+
+def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
+    """The run `args` describe, from the data to the model folder; returns its progress (trainer_state.json)."""
+    output_dir = Path(args.output_dir)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING, format="%(message)s")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb).")

@@ -116,18 +116,23 @@ def test_resuming_from_latest_falls_back_past_a_truncated_checkpoint_and_names_i
                                 "--max_steps", "9"))  # fmt: skip
 
 
+def fail_while_saving(monkeypatch, checkpoint: str, error: BaseException) -> None:
+    """accelerate's save_state writes half a weights file of `checkpoint`, then raises `error`."""
+    save_state = Accelerator.save_state
+
+    def write_half_then_fail(self, output_dir=None, **kwargs):
+        if output_dir.endswith(checkpoint):
+            Path(output_dir, "model.safetensors").write_bytes(b"half a file")
+            raise error
+        return save_state(self, output_dir, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "save_state", write_half_then_fail)
+
+
 def test_a_full_disk_while_saving_names_the_checkpoint_and_keeps_latest(straight_run, monkeypatch):
     root, _ = straight_run
     output = root / "full-disk"
-    save_state = Accelerator.save_state
-
-    def no_space_left(self, output_dir=None, **kwargs):
-        if output_dir.endswith("checkpoint-6"):
-            Path(output_dir, "model.safetensors").write_bytes(b"half a file")
-            raise OSError(errno.ENOSPC, "No space left on device", f"{output_dir}/optimizer.bin")
-        return save_state(self, output_dir, **kwargs)
-
-    monkeypatch.setattr(Accelerator, "save_state", no_space_left)
+    fail_while_saving(monkeypatch, "checkpoint-6", OSError(errno.ENOSPC, "No space left on device", "optimizer.bin"))
     with pytest.raises(CheckpointError, match=r"Could not write .*checkpoint-6 .*No space left on device"):
         pretrain.main(arguments(root / "config", output, root / "cache"))
     assert latest_checkpoint(output / "checkpoints").name == "checkpoint-3"
@@ -192,19 +197,11 @@ def test_a_diverging_run_stops_or_skips_and_never_saves_nan_weights(policy, stra
 def test_a_crash_while_saving_keeps_latest_on_the_last_complete_checkpoint(straight_run, monkeypatch):
     root, _ = straight_run
     output = root / "crashed"
-    save_state = Accelerator.save_state
-
-    def save_then_die(self, output_dir=None, **kwargs):
-        if output_dir.endswith("checkpoint-6"):
-            Path(output_dir, "model.safetensors").write_bytes(b"half a file")
-            raise KeyboardInterrupt("killed while saving")
-        return save_state(self, output_dir, **kwargs)
-
-    monkeypatch.setattr(Accelerator, "save_state", save_then_die)
+    fail_while_saving(monkeypatch, "checkpoint-6", KeyboardInterrupt("killed while saving"))
     with pytest.raises(KeyboardInterrupt):
         pretrain.main(arguments(root / "config", output, root / "cache"))
     assert latest_checkpoint(output / "checkpoints").name == "checkpoint-3"
-    monkeypatch.setattr(Accelerator, "save_state", save_state)
+    monkeypatch.undo()
     state = pretrain.main(arguments(root / "config", output, root / "cache", "--resume_from_checkpoint", "latest"))
     assert state["step"] == 6 and latest_checkpoint(output / "checkpoints").name == "checkpoint-6"
     assert not list((output / "checkpoints").glob(".partial-*"))

@@ -167,12 +167,32 @@ def test_a_second_run_on_the_same_output_dir_is_refused_and_a_gone_runs_lock_is_
         assert json.loads(lock.read_text())["pid"] == os.getpid()
 
 
-def test_checkpoints_hold_nothing_that_runs_code_when_read(straight_run):
+class Payload:
+    """What a crafted pickle runs when it is loaded without weights_only: here, it creates a file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+@pytest.mark.parametrize("crafted_file", ["random_states_0.pkl", "custom_checkpoint_0.pkl"])
+def test_resuming_from_someone_elses_checkpoint_runs_none_of_its_code(crafted_file, straight_run, tmp_path):
     root, _ = straight_run
     checkpoint = root / "straight" / "checkpoints" / "checkpoint-6"
     assert not list(checkpoint.glob("custom_checkpoint_*"))  # accelerate would unpickle these with weights_only=False
-    scheduler = json.loads((checkpoint / "progress.json").read_text())["scheduler"]
-    assert scheduler["last_epoch"] == 6
+    assert json.loads((checkpoint / "progress.json").read_text())["scheduler"]["last_epoch"] == 6  # JSON instead
+
+    crafted = tmp_path / "crafted"
+    shutil.copytree(checkpoint, crafted / "checkpoints" / "checkpoint-6")
+    marker = tmp_path / "ran"
+    torch.save(Payload(marker), crafted / "checkpoints" / "checkpoint-6" / crafted_file)
+    # refused: the random states are read with weights_only=True, and nothing is registered to read a custom one
+    with pytest.raises(CheckpointError, match="checkpoint-6 cannot be read: (UnpicklingError|RuntimeError)"):
+        pretrain.main(arguments(root / "config", crafted, root / "cache", "--resume_from_checkpoint", "latest",
+                                "--max_steps", "9"))  # fmt: skip
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("policy", ["stop", "skip"])

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from accelerate import Accelerator
+from accelerate.utils import load
+from accelerate.utils.constants import RNG_STATE_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,9 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: str | Path) -> dict:
         raise CheckpointError(f"{checkpoint} is not a training checkpoint: it has no {PROGRESS}.")
     try:
         progress = json.loads((checkpoint / PROGRESS).read_text())
+        # read first as accelerate reads it (weights_only): accelerate itself skips random states it cannot read, and
+        # the resumed run would then silently differ from a straight one
+        load(checkpoint / f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl")
         accelerator.load_state(str(checkpoint))
     except Exception as error:  # whatever a damaged file makes safetensors, torch or json raise
         raise CheckpointError(f"{checkpoint} cannot be read: {type(error).__name__}: {error}") from error

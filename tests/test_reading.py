@@ -1,4 +1,5 @@
 import importlib.util
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -10,14 +11,16 @@ from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGLSLossless,
     RLELossless,
 )
 
-from miram_hf.processing import Mammogram, MammogramReadError, read_mammogram
+from miram_hf.processing import Mammogram, MammogramReadError, read_mammogram, reading
 
 
 def test_cbis_ddsm_secondary_capture(tmp_path):
@@ -237,3 +240,101 @@ def test_pydicom_bundled_files_yield_a_mammogram_or_a_read_error():
             assert mammogram.pixel_array.ndim == 2 and mammogram.pixel_array.dtype in (np.uint16, np.float32)
             outcomes["read"] += 1
     assert outcomes["read"] > 5 and outcomes["refused"] > 5, outcomes
+
+
+def recompressed_with(path: Path, codestream: bytes, syntax: str) -> Path:
+    """The DICOM at `path` with its pixel data replaced by one encapsulated `codestream` in `syntax`."""
+    dataset = pydicom.dcmread(path)
+    dataset.file_meta.TransferSyntaxUID = syntax
+    dataset.PixelData = encapsulate([codestream])
+    dataset["PixelData"].VR = "OB"
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_codestream_claiming_other_dimensions_than_the_header_is_refused_before_decoding(tmp_path):
+    pixels = breast_image(rows=48, columns=64)
+    dataset = pydicom.dcmread(write_dicom(tmp_path / "raw.dcm", pixels))
+    dataset.compress(JPEG2000Lossless)
+    codestream = bytearray(next(iter(reading._image_fragments(dataset.PixelData))))
+    assert reading._codestream_size(bytes(codestream)) == (48, 64)
+    codestream[8:16] = (40000).to_bytes(4, "big") * 2  # SIZ: Xsiz, Ysiz
+    dataset.save_as(tmp_path / "j2k.dcm")
+    with pytest.raises(MammogramReadError, match="claims 40000 x 40000 pixels, the header 48 x 64"):
+        read_mammogram(recompressed_with(tmp_path / "j2k.dcm", bytes(codestream), JPEG2000Lossless))
+    # a JPEG-LS frame header of 0 rows (defined later, by a DNL marker) and 65535 columns
+    jpeg_ls = b"\xff\xd8\xff\xf7\x00\x0b\x10\x00\x00\xff\xff\x01\x01\x11\x00" + bytes(64)
+    assert reading._codestream_size(jpeg_ls) == (0, 65535)
+    with pytest.raises(MammogramReadError, match="claims 0 x 65535 pixels"):
+        read_mammogram(recompressed_with(write_dicom(tmp_path / "ls.dcm", pixels), jpeg_ls, JPEGLSLossless))
+
+
+def test_excess_pixel_data_never_changes_the_shape(tmp_path):
+    pixels = breast_image(rows=11, columns=7)
+    path = write_dicom(tmp_path / "excess.dcm", pixels)
+    dataset = pydicom.dcmread(path)
+    dataset.PixelData = np.concatenate([pixels.ravel()] * 3).tobytes()  # three frames' worth, NumberOfFrames absent
+    dataset.save_as(path)
+    try:
+        mammogram = read_mammogram(path)
+    except MammogramReadError as error:
+        assert "not the one 11 x 7 frame" in str(error)
+    else:
+        np.testing.assert_array_equal(mammogram.pixel_array, pixels)  # the one frame the header describes
+
+
+@pytest.mark.parametrize(
+    "attributes, reason",
+    [
+        (dict(RescaleSlope="NaN", RescaleIntercept=0), "RescaleSlope NaN is not a positive number"),
+        (dict(RescaleSlope=-1, RescaleIntercept=0), "RescaleSlope -1"),
+        (dict(RescaleSlope=0, RescaleIntercept=0), "RescaleSlope 0"),
+        (dict(RescaleSlope=1e308, RescaleIntercept=1e308), "NaN or infinite pixel values after the modality LUT"),
+    ],
+)
+def test_non_finite_or_degenerate_rescales_are_refused_with_the_reason(tmp_path, attributes, reason):
+    path = write_dicom(tmp_path / "rescaled.dcm", breast_image(rows=16, columns=16), **attributes)
+    with pytest.raises(MammogramReadError, match=reason):
+        read_mammogram(path)
+
+
+def test_non_finite_image_pixels_are_refused(tmp_path):
+    pixels = np.ones((16, 16), np.float32)
+    pixels[3, 4] = np.nan
+    Image.fromarray(pixels).save(tmp_path / "nan.tiff")
+    with pytest.raises(MammogramReadError, match="NaN or infinite pixel values"):
+        read_mammogram(tmp_path / "nan.tiff")
+
+
+def test_a_palette_png_is_read_through_its_palette(tmp_path):
+    gray = Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)[::-1].copy()).convert("P")
+    gray.putpalette([255 - level for level in range(256) for _ in range(3)])  # index i shows gray 255 - i
+    gray.save(tmp_path / "palette.png")
+    expected = 255 - np.asarray(Image.open(tmp_path / "palette.png"))  # the indices, through the palette
+    np.testing.assert_array_equal(read_mammogram(tmp_path / "palette.png").pixel_array, expected)
+    colour = Image.new("P", (8, 8))
+    colour.putpalette([255, 0, 0] * 256)
+    colour.save(tmp_path / "red.png")
+    with pytest.raises(MammogramReadError, match="colour image"):
+        read_mammogram(tmp_path / "red.png")
+
+
+def test_what_is_not_a_regular_file_is_named(tmp_path):
+    with pytest.raises(MammogramReadError, match="not a regular file \\(a directory\\)"):
+        read_mammogram(tmp_path)
+    fifo = tmp_path / "pipe.dcm"
+    os.mkfifo(fifo)
+    with pytest.raises(MammogramReadError, match="not a regular file \\(a named pipe\\)"):
+        read_mammogram(fifo)  # and does not wait for a writer
+    with pytest.raises(MammogramReadError, match="no such file"):
+        read_mammogram(tmp_path / "absent.dcm")
+
+
+def test_a_deflated_dataset_is_inflated_within_a_bound(tmp_path, monkeypatch):
+    pixels = np.zeros((128, 128), np.uint16)  # 32 KB of pixels that deflate to almost nothing
+    path = write_dicom(tmp_path / "deflated.dcm", pixels, transfer_syntax=DeflatedExplicitVRLittleEndian)
+    assert path.stat().st_size < 4096
+    np.testing.assert_array_equal(read_mammogram(path).pixel_array, pixels)
+    monkeypatch.setattr(reading, "MAX_INFLATED", 16_384)
+    with pytest.raises(MammogramReadError, match="inflates to more than 16384 bytes"):
+        read_mammogram(path)

@@ -4,18 +4,25 @@ Imports only numpy, PIL and pydicom, so that the image processor that uses it st
 """
 
 import importlib.util
+import stat
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from PIL import Image
+from pydicom.encaps import generate_fragments
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 # Larger than any detector (about 4k x 5k); refused before the pixel data is allocated.
 MAX_SIDE = 16384
 MAX_PIXELS = 100_000_000
+# A deflated dataset is inflated up to this many bytes (the largest image at 16 bits, and room for its header).
+MAX_INFLATED = 2 * MAX_PIXELS + 2**24
+DEFLATED = "1.2.840.10008.1.2.1.99"
 
 # Which pydicom plugin package decodes which compressed transfer syntax, and the module it installs.
 DECODER_MODULES = {"pylibjpeg-openjpeg": "openjpeg", "pylibjpeg-libjpeg": "libjpeg", "pydicom (built in)": "pydicom"}
@@ -90,10 +97,13 @@ def read_mammogram(path: str | Path, frame: int | None = None, apply_window: boo
     """
     path = Path(path)
     try:
-        if not path.is_file():
+        if not path.exists():
             raise MammogramReadError(path, "no such file")
+        if not path.is_file():
+            raise MammogramReadError(path, f"not a regular file ({_file_kind(path)})")
         if path.stat().st_size == 0:
             raise MammogramReadError(path, "empty file")
+        _check_inflated_size(path)
         try:
             dataset = pydicom.dcmread(path)
         except InvalidDicomError:
@@ -108,6 +118,35 @@ def read_mammogram(path: str | Path, frame: int | None = None, apply_window: boo
         raise MammogramReadError(path, f"unreadable ({type(error).__name__}: {error})") from error
 
 
+def _file_kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))  # fmt: skip
+    return next((kind for test, kind in kinds if test(mode)), "not a file")
+
+
+def _check_inflated_size(path: Path) -> None:
+    """A deflated DICOM dataset (Deflated Explicit VR Little Endian) is inflated here first, counting, and refused
+    once past MAX_INFLATED: pydicom would inflate it whole into memory, however large it claims to be."""
+    try:
+        syntax = pydicom.filereader.read_file_meta_info(path).get("TransferSyntaxUID")
+    except Exception:  # no file meta: pydicom decides below what this is
+        return
+    with open(path, "rb") as file:
+        head = file.read(144)  # preamble, DICM, then (0002,0000) group length: the dataset starts after the group
+        if syntax != DEFLATED or head[128:136] != b"DICM\x02\x00\x00\x00":
+            return
+        file.seek(144 + struct.unpack("<I", head[140:144])[0])
+        inflater, inflated = zlib.decompressobj(-zlib.MAX_WBITS), 0
+        while chunk := file.read(2**20):
+            while chunk:
+                inflated += len(inflater.decompress(chunk, 2**24))
+                if inflated > MAX_INFLATED:
+                    raise MammogramReadError(path, f"the deflated dataset inflates to more than {MAX_INFLATED} "
+                                                   "bytes; refusing to inflate it")  # fmt: skip
+                chunk = inflater.unconsumed_tail
+
+
 def _read_dicom_without_preamble(path: Path) -> pydicom.Dataset:
     """Old files may lack the 128-byte preamble and 'DICM' marker; accept them only if they parse to an image."""
     try:
@@ -120,11 +159,13 @@ def _read_dicom_without_preamble(path: Path) -> pydicom.Dataset:
 
 
 def _open_image(path: Path) -> np.ndarray | None:
-    """The pixels of a PNG / TIFF / PGM file, or None when PIL does not recognise the file."""
+    """The pixels of a PNG / TIFF / PGM file (a palette image through its palette), or None when PIL does not
+    recognise the file."""
     try:
         with Image.open(path) as image:
             image.load()
-            return np.asarray(image)
+            return np.asarray(image.convert("RGBA" if "transparency" in image.info else "RGB")
+                              if image.mode == "P" else image)  # fmt: skip
     except Exception:
         return None
 
@@ -145,6 +186,8 @@ def _image_mammogram(path: Path, pixels: np.ndarray) -> Mammogram:
     elif pixels.dtype == bool:
         bits = 1
     else:
+        if not np.isfinite(pixels).all():
+            raise MammogramReadError(path, "NaN or infinite pixel values")
         return Mammogram(pixels.astype(np.float32), str(path), photometric_interpretation="MONOCHROME2")
     return Mammogram(pixels.astype(np.uint16), str(path), photometric_interpretation="MONOCHROME2", bits_stored=bits)
 
@@ -175,15 +218,30 @@ def _read_dicom(path: Path, dataset: pydicom.Dataset, frame: int | None, apply_w
         expected = int(dataset.Rows) * int(dataset.Columns) * frames * int(dataset.get("BitsAllocated", 16)) // 8
         if len(dataset.PixelData) < expected:
             raise MammogramReadError(path, f"truncated pixel data ({len(dataset.PixelData)} of {expected} bytes)")
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    if syntax in DECODER_PACKAGES and "PixelData" in dataset:  # before the decoder allocates what the stream claims
+        claimed = _codestream_size(next(_image_fragments(dataset.PixelData), b""))
+        if claimed is not None and claimed != (rows, columns):
+            raise MammogramReadError(path, f"the compressed image claims {claimed[0]} x {claimed[1]} pixels, the "
+                                           f"header {rows} x {columns}")  # fmt: skip
+    slope = dataset.get("RescaleSlope")
+    if slope is not None and not float(slope) > 0:  # NaN, 0 or negative: no mammogram's modality LUT
+        raise MammogramReadError(path, f"RescaleSlope {slope} is not a positive number")
     bits = int(dataset.get("BitsStored", 16))
     try:
         raw = _stored_values(dataset, syntax, bits, frame)
     except Exception as error:
         raise MammogramReadError(path, _decode_failure(syntax, error)) from error
+    if raw.shape != (rows, columns):  # e.g. more than one frame's worth of data where the header says one frame
+        raise MammogramReadError(path, f"the pixel data decodes to shape {raw.shape}, not the one {rows} x {columns} "
+                                       f"frame of the header (NumberOfFrames {frames})")  # fmt: skip
     padding = dataset.get("PixelPaddingValue")
     is_padding = raw == padding if padding is not None else None
 
     pixels = _modality_values(raw, dataset)
+    if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
+        raise MammogramReadError(path, "NaN or infinite pixel values after the modality LUT (RescaleSlope "
+                                       f"{slope}, RescaleIntercept {dataset.get('RescaleIntercept')})")  # fmt: skip
     if apply_window:
         pixels = apply_voi_lut(pixels, dataset, index=0)
     pixels = _to_storage_dtype(pixels)
@@ -218,6 +276,32 @@ def _decode_failure(syntax: str | None, error: Exception) -> str:
     if syntax not in UNCOMPRESSED_SYNTAXES:
         return f"unsupported transfer syntax {syntax} ({message})"
     return f"cannot decode the pixel data ({message})"
+
+
+def _image_fragments(pixel_data: bytes):
+    """The encapsulated pixel data's fragments after the basic offset table (the first frame's come first)."""
+    fragments = generate_fragments(pixel_data)
+    next(fragments, None)
+    return fragments
+
+
+def _codestream_size(codestream: bytes) -> tuple[int, int] | None:
+    """(rows, columns) that a JPEG 2000 (SIZ) or JPEG / JPEG-LS (SOF) codestream says it holds, or None where it says
+    nothing this parser knows. A JPEG frame header may give 0 rows (defined later by a DNL marker): returned as 0."""
+    if codestream[:4] == b"\xff\x4f\xff\x51" and len(codestream) >= 24:  # SOC, SIZ: Xsiz, Ysiz, XOsiz, YOsiz
+        width, height, left, top = struct.unpack(">IIII", codestream[8:24])
+        return height - top, width - left
+    if codestream[:2] != b"\xff\xd8":
+        return None
+    position = 2
+    while position + 9 <= len(codestream) and codestream[position] == 0xFF:
+        marker = codestream[position + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) or marker == 0xF7:  # SOFn, JPEG-LS SOF55
+            return struct.unpack(">HH", codestream[position + 5 : position + 9])
+        if marker == 0xDA:  # start of scan without a frame header
+            return None
+        position += 2 + struct.unpack(">H", codestream[position + 2 : position + 4])[0]
+    return None
 
 
 def _stored_values(dataset: pydicom.Dataset, syntax: str | None, bits_stored: int, frame: int | None) -> np.ndarray:

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import torch
 from dicom_factory import PHI, breast_image, cbis_ddsm_dicom, cmmd_dicom, vindr_dicom, write_dicom
 from PIL import Image
 from pydicom.encaps import encapsulate
@@ -338,3 +339,20 @@ def test_a_deflated_dataset_is_inflated_within_a_bound(tmp_path, monkeypatch):
     monkeypatch.setattr(reading, "MAX_INFLATED", 16_384)
     with pytest.raises(MammogramReadError, match="inflates to more than 16384 bytes"):
         read_mammogram(path)
+
+
+def test_blank_images_are_processed_whole_and_impossible_ones_refused(tmp_path):
+    from miram_hf.processing import MammographyImageProcessor
+
+    processor = MammographyImageProcessor(size={"height": 32, "width": 32}, scales=[1, 2])
+    blank = write_dicom(tmp_path / "blank.dcm", np.full((48, 40), 1000, np.uint16))  # nothing stands out: no crop
+    inputs = processor([blank], return_tensors="pt")
+    assert inputs["pixel_values"].shape == (1, 1, 32, 32) and all(
+        torch.isfinite(tensor).all() for tensor in [inputs["pixel_values"], *inputs["target_pixel_values"]]
+    )
+    raw_signal = write_dicom(tmp_path / "raw.dcm", breast_image(rows=16, columns=16), RescaleIntercept=-70000,
+                             RescaleSlope=1, PresentationIntentType="FOR PROCESSING")  # fmt: skip
+    with pytest.raises(MammogramReadError, match="FOR PROCESSING pixel values below 0"):
+        processor([raw_signal], return_tensors="pt")
+    with pytest.raises(MammogramReadError, match="BitsStored 0 is not in 1..BitsAllocated"):
+        read_mammogram(write_dicom(tmp_path / "bits.dcm", breast_image(rows=16, columns=16), BitsStored=0))

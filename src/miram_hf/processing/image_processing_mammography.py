@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-from .reading import Mammogram, read_mammogram
+from .reading import Mammogram, MammogramReadError, read_mammogram
 
 # The breast is found on a copy at most this many pixels on its longer side.
 MASK_SIDE = 64
@@ -220,6 +220,9 @@ def to_array(image) -> tuple[np.ndarray, float]:
         image = read_mammogram(image)
     if isinstance(image, Mammogram):
         if image.presentation_intent == "FOR PROCESSING":
+            if image.pixel_array.size and image.pixel_array.min() < 0:  # the log below needs detector counts
+                raise MammogramReadError(image.source_path, "FOR PROCESSING pixel values below 0: not detector "
+                                                            "signal")  # fmt: skip
             return for_processing_to_attenuation(image.pixel_array, image.max_value), 1.0
         return image.pixel_array, image.max_value
     if isinstance(image, Image.Image):
@@ -275,9 +278,10 @@ def coarse_breast_mask(array: np.ndarray, top_value: float, threshold: float) ->
     step = max(1, math.ceil(max(array.shape) / MASK_SIDE))
     small = array[::step, ::step].astype(np.float32) / top_value
     low, high = small.min(), small.max()
-    if high - low < 1e-6:
+    bright = small > low + threshold * (high - low)
+    if not high - low >= 1e-6 or not bright.any():  # a blank image: there is no breast to find
         return None, step
-    return _largest_component(small > low + threshold * (high - low)), step
+    return _largest_component(bright), step
 
 
 def breast_box(array: np.ndarray, top_value: float, threshold: float) -> tuple[int, int, int, int]:

@@ -228,6 +228,8 @@ def _read_dicom(path: Path, dataset: pydicom.Dataset, frame: int | None, apply_w
     if slope is not None and not float(slope) > 0:  # NaN, 0 or negative: no mammogram's modality LUT
         raise MammogramReadError(path, f"RescaleSlope {slope} is not a positive number")
     bits = int(dataset.get("BitsStored", 16))
+    if not 1 <= bits <= int(dataset.get("BitsAllocated", 16)):
+        raise MammogramReadError(path, f"BitsStored {bits} is not in 1..BitsAllocated")
     try:
         raw = _stored_values(dataset, syntax, bits, frame)
     except Exception as error:
@@ -239,12 +241,12 @@ def _read_dicom(path: Path, dataset: pydicom.Dataset, frame: int | None, apply_w
     is_padding = raw == padding if padding is not None else None
 
     pixels = _modality_values(raw, dataset)
-    if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
-        raise MammogramReadError(path, "NaN or infinite pixel values after the modality LUT (RescaleSlope "
-                                       f"{slope}, RescaleIntercept {dataset.get('RescaleIntercept')})")  # fmt: skip
     if apply_window:
         pixels = apply_voi_lut(pixels, dataset, index=0)
     pixels = _to_storage_dtype(pixels)
+    if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():  # in float32, as the models will see them
+        raise MammogramReadError(path, "NaN or infinite pixel values after the modality LUT (RescaleSlope "
+                                       f"{slope}, RescaleIntercept {dataset.get('RescaleIntercept')})")  # fmt: skip
     if photometric == "MONOCHROME1":
         pixels = _invert(pixels, bits)
     if is_padding is not None:

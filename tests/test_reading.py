@@ -350,6 +350,11 @@ def test_blank_images_are_processed_whole_and_impossible_ones_refused(tmp_path):
     assert inputs["pixel_values"].shape == (1, 1, 32, 32) and all(
         torch.isfinite(tensor).all() for tensor in [inputs["pixel_values"], *inputs["target_pixel_values"]]
     )
+    nothing_above_zero = write_dicom(tmp_path / "signed.dcm", np.full((48, 40), 1, np.uint16), BitsStored=1,
+                                     HighBit=0, PixelRepresentation=1)  # fmt: skip
+    assert read_mammogram(nothing_above_zero).pixel_array.max() <= 0  # one signed bit: -1 everywhere
+    values = processor([nothing_above_zero], return_tensors="pt")["pixel_values"]
+    assert torch.isfinite(values).all() and values.unique().numel() == 1  # blank, as it is
     raw_signal = write_dicom(tmp_path / "raw.dcm", breast_image(rows=16, columns=16), RescaleIntercept=-70000,
                              RescaleSlope=1, PresentationIntentType="FOR PROCESSING")  # fmt: skip
     with pytest.raises(MammogramReadError, match="FOR PROCESSING pixel values below 0"):

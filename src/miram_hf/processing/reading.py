@@ -80,10 +80,12 @@ class Mammogram:
 
     @property
     def max_value(self) -> float:
-        """The largest value the pixels can take: 2**bits_stored - 1 for integer data, the maximum otherwise."""
+        """The largest value the pixels can take: 2**bits_stored - 1 for integer data, the maximum otherwise (1 when
+        nothing is above 0: a blank image, taken as it is)."""
         if self.pixel_array.dtype == np.uint16 and self.bits_stored:
             return float(2**self.bits_stored - 1)
-        return float(self.pixel_array.max()) if self.pixel_array.size else 1.0
+        top = float(self.pixel_array.max()) if self.pixel_array.size else 0.0
+        return top if top > 0 else 1.0
 
 
 def read_mammogram(path: str | Path, frame: int | None = None, apply_window: bool = False) -> Mammogram:

@@ -43,6 +43,7 @@ from miram_hf.data import finetuning_splits, load_mammography, parse_dataset_opt
 from miram_hf.metrics import classification_metrics
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
 from miram_hf.training import parameter_groups
+from miram_hf.training.checkpointing import run_lock
 from miram_hf.training.classification import classification_inputs, collate_classification, image_classifier
 from miram_hf.training.divergence import TrainingDivergedError, finite_everywhere
 from miram_hf.training.hub import push_folder_to_hub
@@ -183,6 +184,12 @@ def write_card(
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    with run_lock(training_args.output_dir, holder=training_args.process_index == 0):  # one run per output_dir
+        return finetune(args, training_args)
+
+
+def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
+    """The fine-tuning `args` describe, from the data to the model folder and its card; returns its results."""
     training_args.remove_unused_columns = False  # the on-the-fly transform makes the inputs from the image column
     # pushed once at the end, card included (Trainer's own push would replace our card with its own)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False

@@ -1,5 +1,7 @@
 import importlib.util
 import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -268,4 +270,13 @@ def test_a_diverging_fine_tuning_stops_at_the_step_and_saves_no_model(tmp_path):
     output = tmp_path / "diverged"
     with pytest.raises(finetune.TrainingDivergedError, match="Step [0-9]+: the loss is NaN or infinite"):
         quick_finetune(model_path, output, "--learning_rate", "1e6", "--max_steps", "12", "--max_grad_norm", "0")
+    assert not (output / "model.safetensors").exists()
+
+
+def test_a_second_fine_tuning_on_the_same_output_dir_is_refused(tmp_path):
+    output = tmp_path / "busy"
+    output.mkdir()
+    (output / ".run.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "now"}))
+    with pytest.raises(RuntimeError, match="in use by another run"):
+        quick_finetune(pretrained(tmp_path / "pretrained"), output)
     assert not (output / "model.safetensors").exists()

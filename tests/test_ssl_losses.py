@@ -202,6 +202,9 @@ dino = DinoLoss(5)
 dino(random_embeddings(8, 5, seed=5)[half].repeat(2, 1), random_embeddings(8, 5, seed=6)[half].repeat(2, 1))
 results = dict(nt_xent=nt_xent, nt_xent_grad=z_0.grad, mocov3=mocov3, codes=codes, center=dino.center)
 save_file({key: value.detach().contiguous() for key, value in results.items()}, f"{sys.argv[1]}/rank{rank}.safetensors")
+# both processes done before either tears the process group down (exiting alone can abort the other in gloo)
+state.wait_for_everyone()
+state.end_training()
 """
 
 

@@ -110,6 +110,8 @@ def test_the_probe_scores_informative_features_high_and_uninformative_ones_at_ch
     assert chance["linear_accuracy"] < 0.65 and chance["linear_accuracy_ci_low"] < 0.5  # no better than a coin
     with pytest.raises(ValueError, match="too few"):
         RepresentationProbe(probe_rows(6, True), "label", processor)
+    smallest = RepresentationProbe(probe_rows(10, True), "label", processor, n_bootstrap=10)(MeanEncoder())
+    assert smallest["knn_accuracy"] > 0.8  # 8 rows to fit each fold: k-NN asks for no more neighbours than that
 
 
 def test_the_probe_reads_what_a_fine_tuning_head_would_read():

@@ -134,9 +134,11 @@ def _check_inflated_size(path: Path) -> None:
         syntax = pydicom.filereader.read_file_meta_info(path).get("TransferSyntaxUID")
     except Exception:  # no file meta: pydicom decides below what this is
         return
+    if syntax != DEFLATED:
+        return
     with open(path, "rb") as file:
         head = file.read(144)  # preamble, DICM, then (0002,0000) group length: the dataset starts after the group
-        if syntax != DEFLATED or head[128:136] != b"DICM\x02\x00\x00\x00":
+        if head[128:136] != b"DICM\x02\x00\x00\x00":
             return
         file.seek(144 + struct.unpack("<I", head[140:144])[0])
         inflater, inflated = zlib.decompressobj(-zlib.MAX_WBITS), 0
@@ -208,7 +210,8 @@ def _read_dicom(path: Path, dataset: pydicom.Dataset, frame: int | None, apply_w
     if int(dataset.get("SamplesPerPixel", 1)) != 1 or not photometric.startswith("MONOCHROME"):
         raise MammogramReadError(path, f"colour image ({photometric}); mammograms are single-channel")
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    _check_size(path, int(dataset.get("Rows", 0)), int(dataset.get("Columns", 0)), frames)
+    rows, columns = int(dataset.get("Rows", 0)), int(dataset.get("Columns", 0))
+    _check_size(path, rows, columns, frames)
     if frames > 1 and frame is None:
         raise MammogramReadError(path, f"multi-frame image ({frames} frames, tomosynthesis?): pass frame=<index>")
     if frame is not None and not 0 <= frame < frames:
@@ -217,10 +220,9 @@ def _read_dicom(path: Path, dataset: pydicom.Dataset, frame: int | None, apply_w
     file_meta = getattr(dataset, "file_meta", None)
     syntax = str(file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")) if file_meta is not None else None
     if syntax in UNCOMPRESSED_SYNTAXES and "PixelData" in dataset:
-        expected = int(dataset.Rows) * int(dataset.Columns) * frames * int(dataset.get("BitsAllocated", 16)) // 8
+        expected = rows * columns * frames * int(dataset.get("BitsAllocated", 16)) // 8
         if len(dataset.PixelData) < expected:
             raise MammogramReadError(path, f"truncated pixel data ({len(dataset.PixelData)} of {expected} bytes)")
-    rows, columns = int(dataset.Rows), int(dataset.Columns)
     if syntax in DECODER_PACKAGES and "PixelData" in dataset:  # before the decoder allocates what the stream claims
         claimed = _codestream_size(next(_image_fragments(dataset.PixelData), b""))
         if claimed is not None and claimed != (rows, columns):

@@ -147,21 +147,24 @@ def run_lock(output_dir: str | Path, holder: bool = True, stale_after: float = 6
         return
     lock.parent.mkdir(parents=True, exist_ok=True)
     owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    while True:
-        try:
-            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            other = _lock_owner(lock)
-            if other is not None and _still_running(other, lock, stale_after):
-                raise RuntimeError(f"{output_dir} is in use by another run (process {other['pid']} on "
-                                   f"{other['host']}, started {other['started']}): give this run another "
-                                   "--output_dir, or wait for that one to end.") from None  # fmt: skip
-            logger.warning("Taking over %s, left by a run that no longer runs (%s).", lock, other)
-            lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(descriptor, "w") as file:
-            json.dump(owner, file)
-        break
+    # written whole, then linked into place: the link fails if the lock exists, and a lock is never seen half written
+    claim = lock.with_name(f"{LOCK}.{owner['host']}.{owner['pid']}")
+    claim.write_text(json.dumps(owner))
+    try:
+        while True:
+            try:
+                os.link(claim, lock)
+                break
+            except FileExistsError:
+                other = _lock_owner(lock)
+                if other is not None and _still_running(other, lock, stale_after):
+                    raise RuntimeError(f"{output_dir} is in use by another run (process {other['pid']} on "
+                                       f"{other['host']}, started {other['started']}): give this run another "
+                                       "--output_dir, or wait for that one to end.") from None  # fmt: skip
+                logger.warning("Taking over %s, left by a run that no longer runs (%s).", lock, other)
+                lock.unlink(missing_ok=True)
+    finally:
+        claim.unlink(missing_ok=True)
     try:
         yield
     finally:
@@ -179,7 +182,7 @@ def touch_lock(output_dir: str | Path) -> None:
 def _lock_owner(lock: Path) -> dict | None:
     try:
         return json.loads(lock.read_text())
-    except (OSError, ValueError):  # gone meanwhile, or half written by a run that died at once
+    except (OSError, ValueError):  # gone meanwhile, or garbled
         return None
 
 

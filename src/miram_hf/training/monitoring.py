@@ -144,8 +144,9 @@ class RepresentationProbe:
 
     def __call__(self, encoder: PreTrainedModel) -> dict[str, float]:
         features = self.features(encoder)
+        fewest_fitted = min(len(fit) for fit, _ in self.folds)  # a small held-out set fits fewer than `neighbours`
         classifiers = {
-            "knn": KNeighborsClassifier(self.neighbours, weights="distance"),
+            "knn": KNeighborsClassifier(min(self.neighbours, fewest_fitted), weights="distance"),
             "linear": LogisticRegression(max_iter=2000),
         }
         results = {}

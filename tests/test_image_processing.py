@@ -1,11 +1,8 @@
-import math
-
 import numpy as np
 import pytest
 import torch
 from dicom_factory import breast_image, cbis_ddsm_dicom
 from PIL import Image
-from scipy import ndimage
 from transformers import AutoImageProcessor
 
 from miram_hf import MammographyImageProcessor, MiramConfig
@@ -13,10 +10,7 @@ from miram_hf.data.synthetic import generate_phantom
 from miram_hf.processing import image_processing_mammography, read_mammogram
 from miram_hf.processing.image_processing_mammography import (
     BOX_MEAN_CHUNK_BYTES,
-    MASK_SIDE,
     box_mean,
-    breast_box,
-    coarse_breast_mask,
     reduction_factor,
     resample,
     to_array,
@@ -61,15 +55,6 @@ def test_intensities_scale_by_the_real_bit_depth():
     assert to_array(eight_bit)[1] == 255
     out = MammographyImageProcessor(size={"height": 1, "width": 2}, **PLAIN)(eight_bit)["pixel_values"]
     torch.testing.assert_close(out, torch.tensor([[[[0.0, 1.0]]]]))
-
-
-def test_breast_crop_leaves_out_a_burned_in_label():
-    image = np.zeros((400, 300), dtype=np.uint16)
-    image[50:350, 0:180] = 30000  # the breast, against the chest wall on the left
-    image[10:30, 250:290] = 65535  # a bright label in the corner, apart from the breast
-    top, bottom, left, right = breast_box(image, 65535, threshold=0.1)
-    step = math.ceil(400 / MASK_SIDE)  # the mask is found on a strided copy: the box errs outwards by at most a step
-    assert 50 - step <= top <= 50 and 350 <= bottom <= 350 + step and left == 0 and 180 <= right <= 180 + step
 
 
 def test_flip_puts_the_chest_wall_on_the_left():
@@ -120,18 +105,6 @@ def test_large_reductions_start_with_block_means_and_match_the_direct_resize():
     direct = resample(torch.from_numpy(image.astype(np.float32)), 64, 48) / 65535
     difference = (processor(image)["pixel_values"][0, 0] - direct).abs()
     assert difference.mean() < 2e-3 and difference.max() < 0.05, (difference.mean(), difference.max())
-
-
-def test_the_largest_component_is_the_largest_four_connected_region():
-    rng = np.random.default_rng(0)
-    spiral = np.zeros((15, 15), dtype=bool)  # one region whose paths take many turns
-    spiral[1, 1:14] = spiral[1:14, 13] = spiral[13, 1:14] = spiral[3:14, 1] = spiral[3, 1:12] = spiral[3:12, 11] = True
-    for mask in [spiral, *(rng.random((40, 30)) < 0.55 for _ in range(20))]:
-        image = mask.astype(np.uint16) * 60000 + 100
-        found, step = coarse_breast_mask(image, 65535, threshold=0.1)
-        labels, count = ndimage.label(mask)  # 4-connected by default
-        largest = labels == np.bincount(labels.ravel(), minlength=count + 1)[1:].argmax() + 1
-        assert step == 1 and np.array_equal(found, largest)
 
 
 def test_normalisation_and_three_channels():

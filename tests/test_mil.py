@@ -84,14 +84,14 @@ def test_resnet_tiles_and_configuration_errors():
 def test_a_bag_keeps_the_breast_tiles_and_the_heatmap_covers_them(tmp_path):
     image = torch.zeros(1, 64, 64)
     image[:, :, :32] = 0.8  # breast on the left half, background on the right
-    tiles_of_bag, tiles = image_bag(image, tile_size=16, overlap=0.5, max_background=0.2)
+    tiles_of_bag, tiles = image_bag(image, image[0] > 0, tile_size=16, overlap=0.5, max_background=0.2)
     # a 7 x 7 grid of 16 px tiles at stride 8; the columns starting at 0, 8 and 16 lie in the breast
     assert len(tiles) == 7 * 3 and tiles_of_bag.shape == (21, 1, 16, 16)
     assert all(tile.box.right <= 32 for tile in tiles) and torch.all(tiles_of_bag == 0.8)
     empty = torch.zeros(1, 64, 64)
-    assert len(image_bag(empty, tile_size=16)[1]) == 1  # an image with no breast still makes a bag of one tile
+    assert len(image_bag(empty, empty[0] > 0, tile_size=16)[1]) == 1  # an image with no breast still makes a bag of one tile
     with pytest.raises(ValueError, match="smaller than one 16 px tile"):
-        image_bag(torch.zeros(1, 8, 8), tile_size=16)
+        image_bag(torch.zeros(1, 8, 8), torch.zeros(8, 8, dtype=torch.bool), tile_size=16)
 
     weights = torch.zeros(21)
     weights[0] = 1.0

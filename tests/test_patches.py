@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from dicom_factory import breast_image
 
+from miram_hf.processing.breast_segmentation import breast_mask
 from miram_hf.processing.patches import (
     Box,
-    breast_mask,
     lesion_crop_box,
     mask_box,
     random_background_boxes,

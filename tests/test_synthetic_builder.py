@@ -3,7 +3,8 @@ import pytest
 
 from miram_hf.data import PATHOLOGY_NAMES, load_mammography
 from miram_hf.data.synthetic import TOP, generate_phantom
-from miram_hf.processing.patches import Box, breast_mask
+from miram_hf.processing.breast_segmentation import breast_mask
+from miram_hf.processing.patches import Box
 
 SMALL = dict(num_images=8, height=256, width=192)
 

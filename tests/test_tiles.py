@@ -2,7 +2,8 @@ import numpy as np
 
 from miram_hf.data import load_mammography
 from miram_hf.data.synthetic import TOP, generate_phantom
-from miram_hf.processing.patches import Box, breast_mask
+from miram_hf.processing.breast_segmentation import breast_mask
+from miram_hf.processing.patches import Box
 
 
 def test_tiles_of_the_phantoms(tmp_path):

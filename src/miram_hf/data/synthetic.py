@@ -9,12 +9,18 @@ Each phantom also holds fine-detail findings, a task for MIRAM's question (does 
 finer detail?): a cluster of specks one native pixel across, either dots or short lines of three pixels with the same
 brightness in all (`label_fine_detail`). Once a crop is shrunk to a model's input by about 3x the two look alike;
 at twice that size they differ. They carry no pathology (-1) and stay out of the four-class task.
+
+With `film_scan=True` a phantom looks like a digitised film (CBIS-DDSM, MIAS): a grey film base with a gradient and
+scanner noise, a dark film edge, scanner frame lines along one to three edges of the film that touch the breast, a
+burned-in view label (rotated, sometimes mirrored) and tape marks. These are what the processor's breast
+segmentation must leave out; the breast mask stays the true one.
 """
 
 from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from ..processing.patches import Box
 from .common import (
@@ -159,12 +165,99 @@ def _fine_detail_finding(size: int, linear: bool, rng: np.random.Generator) -> t
     return density, density > 0
 
 
+def _frame_lines(intensity: np.ndarray, mask: np.ndarray, chest_wall: int, rng: np.random.Generator) -> None:
+    """Bright scanner frame lines, 0.6-2% of the short side thick, along one to three edges of the film: the
+    chest-wall edge (through the breast), the top and bottom edges (across the breast's first or last rows) or the
+    far edge (near the film's border). At least one touches the breast."""
+    height, width = intensity.shape
+    rows = np.flatnonzero(mask.any(axis=1))
+    edges = list(rng.choice(["chest_wall", "top", "bottom", "far"], size=int(rng.integers(1, 4)), replace=False))
+    if edges == ["far"]:
+        edges = ["chest_wall"]
+    for edge in edges:
+        thickness = max(2, round(rng.uniform(0.006, 0.02) * min(height, width)))
+        offset = int(rng.integers(0, max(1, round(0.02 * min(height, width)))))
+        brightness = rng.uniform(0.85, 1.0)
+        if edge == "top":
+            start = max(0, int(rows[0]) - thickness // 2)
+            intensity[start : start + thickness] = brightness
+        elif edge == "bottom":
+            end = min(height, int(rows[-1]) + thickness // 2 + 1)
+            intensity[end - thickness : end] = brightness
+        else:
+            near_chest_wall = (edge == "chest_wall") == (chest_wall == 0)
+            start = offset if near_chest_wall else width - offset - thickness
+            intensity[:, start : start + thickness] = brightness
+
+
+def _label_text(text: str, height: int, rng: np.random.Generator) -> np.ndarray:
+    """Burned-in text `height` pixels tall as a boolean mask: rotated by a quarter turn or none plus up to 10
+    degrees, mirrored half the time (a label read through the film's back)."""
+    font = ImageFont.load_default(size=height)
+    left, top, right, bottom = font.getbbox(text)
+    canvas = Image.new("L", (right - left + 4, bottom - top + 4))
+    ImageDraw.Draw(canvas).text((2 - left, 2 - top), text, fill=255, font=font)
+    if rng.random() < 0.5:
+        canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    angle = 90 * int(rng.integers(4)) + rng.uniform(-10, 10)
+    return np.asarray(canvas.rotate(angle, expand=True, resample=Image.Resampling.BILINEAR)) > 127
+
+
+def _place_outside(mask: np.ndarray, shape: tuple[int, int], rng: np.random.Generator, margin: int) -> tuple | None:
+    """The top-left corner of a `shape` box at least `margin` pixels from the breast, or None when none is found."""
+    height, width = mask.shape
+    if shape[0] >= height or shape[1] >= width:
+        return None
+    for _ in range(200):
+        top, left = int(rng.integers(0, height - shape[0])), int(rng.integers(0, width - shape[1]))
+        if not mask[max(0, top - margin) : top + shape[0] + margin, max(0, left - margin) : left + shape[1] + margin].any():
+            return top, left
+    return None
+
+
+def _film_scan(
+    intensity: np.ndarray, mask: np.ndarray, laterality: str, view: str, rng: np.random.Generator
+) -> np.ndarray:
+    """`intensity` (chest wall on the `laterality` side, in [0, 1]) as a digitised film (see the module's
+    description)."""
+    height, width = intensity.shape
+    chest_wall = 0 if laterality == "L" else width - 1
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = rng.uniform(0.08, 0.2) + rng.uniform(-0.03, 0.03) * (x / width + y / height - 1)  # film base, uneven
+    film = base + (1 - base) * intensity
+    margin = max(1, round(0.01 * min(height, width)))
+    for _ in range(int(rng.integers(1, 3))):  # translucent tape, kept off the breast
+        strip = np.full((round(rng.uniform(0.15, 0.3) * height), round(rng.uniform(0.04, 0.07) * width)), 255, np.uint8)
+        tape = np.asarray(Image.fromarray(strip).rotate(rng.uniform(-30, 30), expand=True)) > 127
+        corner = _place_outside(mask, tape.shape, rng, margin)
+        if corner is not None:
+            region = film[corner[0] : corner[0] + tape.shape[0], corner[1] : corner[1] + tape.shape[1]]
+            region[tape] += rng.uniform(0.15, 0.3)
+    label = _label_text(f"{laterality}{view}", max(8, round(rng.uniform(0.04, 0.07) * height)), rng)
+    corner = _place_outside(mask, label.shape, rng, margin)
+    if corner is not None:
+        film[corner[0] : corner[0] + label.shape[0], corner[1] : corner[1] + label.shape[1]][label] = rng.uniform(
+            0.9, 1.0
+        )
+    _frame_lines(film, mask, chest_wall, rng)
+    film += rng.normal(0, rng.uniform(0.01, 0.025), film.shape)  # scanner noise
+    edge = round(rng.uniform(0.005, 0.03) * height)  # beyond the film's top or bottom edge: black
+    rows = slice(0, edge) if rng.random() < 0.5 else slice(height - edge, height)
+    film[rows][~mask[rows]] = 0
+    return np.clip(film, 0, 1)
+
+
 def generate_phantom(
-    seed: int, height: int = 512, width: int = 384, max_lesions: int = 2, fine_detail_findings: int = 1
+    seed: int,
+    height: int = 512,
+    width: int = 384,
+    max_lesions: int = 2,
+    fine_detail_findings: int = 1,
+    film_scan: bool = False,
 ) -> Phantom:
     """One phantom mammogram from `seed` (same seed, same image), with `fine_detail_findings` fine-detail clusters
     besides its lesions (drawn from a generator of their own, so that the rest of the phantom does not depend on
-    their number)."""
+    their number), as a digitised film with `film_scan` (artefacts from a generator of their own too)."""
     rng = np.random.default_rng(seed)
     laterality, view = ("L", "R")[int(rng.integers(2))], ("CC", "MLO")[int(rng.integers(2))]
     mask, thickness, pectoral = _breast_region(height, width, view, rng)
@@ -207,12 +300,13 @@ def generate_phantom(
         lesions.append(PhantomLesion(box, local, -1, [], fine_detail=linear))
 
     density = np.where(mask, density, 0.0) + rng.normal(0, 0.004, (height, width))  # quantum noise everywhere
-    image = np.clip(0.005 + density, 0, 1) * TOP
-    image = image.round().astype(np.uint16)
+    intensity = np.clip(0.005 + density, 0, 1)
     if laterality == "R":
-        image, mask = image[:, ::-1].copy(), mask[:, ::-1].copy()
+        intensity, mask = intensity[:, ::-1].copy(), mask[:, ::-1].copy()
         lesions = [_mirror(lesion, width) for lesion in lesions]
-    return Phantom(image, mask, laterality, view, lesions)
+    if film_scan:
+        intensity = _film_scan(intensity, mask, laterality, view, np.random.default_rng([seed, 2]))
+    return Phantom((intensity * TOP).round().astype(np.uint16), mask, laterality, view, lesions)
 
 
 def _mirror(lesion: PhantomLesion, width: int) -> PhantomLesion:
@@ -230,8 +324,9 @@ def _mirror(lesion: PhantomLesion, width: int) -> PhantomLesion:
 class SyntheticConfig(MammographyConfig):
     """`images` or `lesions` of `num_images` phantoms (one patient each) drawn from `seed`; `validation_fraction` and
     `test_fraction` of the patients go to those splits. Each phantom holds `fine_detail_findings` fine-detail
-    clusters (`label_fine_detail`) besides at most `max_lesions` lesions. Lesion crops add `context` of the lesion's
-    size on every side and are at least `min_crop_size` pixels (see `MammographyConfig`)."""
+    clusters (`label_fine_detail`) besides at most `max_lesions` lesions, and with `film_scan` the artefacts of a
+    digitised film (frame lines, a burned-in label, tape, a grey noisy film base). Lesion crops add `context` of the
+    lesion's size on every side and are at least `min_crop_size` pixels (see `MammographyConfig`)."""
 
     num_images: int = 64
     seed: int = 0
@@ -239,6 +334,7 @@ class SyntheticConfig(MammographyConfig):
     width: int = 384
     max_lesions: int = 2
     fine_detail_findings: int = 1
+    film_scan: bool = False
     validation_fraction: float = 0.125
     test_fraction: float = 0.125
 
@@ -278,7 +374,7 @@ class SyntheticMammography(MammographyBuilder):
         config = self.config
         for seed in seeds:
             phantom = generate_phantom(
-                seed, config.height, config.width, config.max_lesions, config.fine_detail_findings
+                seed, config.height, config.width, config.max_lesions, config.fine_detail_findings, config.film_scan
             )
             common = {
                 "image_id": f"synthetic_{seed}",

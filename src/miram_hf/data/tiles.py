@@ -6,7 +6,8 @@ import datasets
 import numpy as np
 
 from ..processing.image_processing_mammography import to_array
-from ..processing.patches import breast_mask, tiles
+from ..processing.breast_segmentation import breast_mask
+from ..processing.patches import tiles
 
 IMAGE = datasets.Image()
 TILE_FEATURES = datasets.Features(

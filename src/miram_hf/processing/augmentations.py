@@ -17,7 +17,10 @@ def _uniform(batch: int, low: float, high: float, generator: torch.Generator | N
 
 
 class Augmentation:
-    """Applies `transform` to each image with probability `p`."""
+    """Applies `transform` to each image with probability `p`. `moves_pixels`: a geometric transform, which a mask of
+    the image must follow (`Compose.with_masks`)."""
+
+    moves_pixels = False
 
     def __init__(self, p: float = 1.0, max_value: float = 1.0):
         self.p = p
@@ -61,6 +64,8 @@ def random_crop_regions(
 class RandomResizedCrop(Augmentation):
     """A random region of `scale` (fraction of the area) and `ratio` (width / height) resized to `size`."""
 
+    moves_pixels = True
+
     def __init__(self, size: tuple[int, int], scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), max_value: float = 1.0):
         super().__init__(1.0, max_value)  # it sets the output size: always applied
         self.size, self.scale, self.ratio = tuple(size), scale, ratio
@@ -77,6 +82,8 @@ class RandomResizedCrop(Augmentation):
 class RandomFlip(Augmentation):
     """Horizontal flip with probability `horizontal`, vertical with probability `vertical`."""
 
+    moves_pixels = True
+
     def __init__(self, horizontal: float = 0.5, vertical: float = 0.0, max_value: float = 1.0):
         super().__init__(1.0, max_value)
         self.horizontal, self.vertical = horizontal, vertical
@@ -91,6 +98,8 @@ class RandomFlip(Augmentation):
 
 class RandomRotation(Augmentation):
     """Rotation by an angle in [-degrees, degrees]; corners filled with background (0)."""
+
+    moves_pixels = True
 
     def __init__(self, degrees: float = 10.0, p: float = 1.0, max_value: float = 1.0):
         super().__init__(p, max_value)
@@ -209,6 +218,20 @@ class Compose:
         for transform in self.transforms:
             images = transform(images, generator)
         return images
+
+    def with_masks(
+        self, images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented images, and their boolean (batch, height, width) masks moved as the images are moved: each
+        geometric transform sees the mask as one more channel; the others leave it alone."""
+        masks = masks[:, None].to(images.dtype)
+        for transform in self.transforms:
+            if getattr(transform, "moves_pixels", False):
+                moved = transform(torch.cat([images, masks], dim=1), generator)
+                images, masks = moved[:, :-1], moved[:, -1:]
+            else:
+                images = transform(images, generator)
+        return images, masks[:, 0] > 0.5
 
 
 class TwoViews:

@@ -5,7 +5,6 @@ Imports only numpy, torch, PIL, pydicom, transformers and its sibling, so that a
 mammogram never passes through 8-bit PIL.
 """
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,9 @@ import torch
 from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
+from .breast_segmentation import segment_breast
 from .reading import Mammogram, MammogramReadError, read_mammogram
 
-# The breast is found on a copy at most this many pixels on its longer side.
-MASK_SIDE = 64
 # A large reduction starts with block means (`box_mean`) down to at least this many times the output size; the
 # antialiased bilinear resize does the rest. With PIL's `reducing_gap` of 3 the result "is indistinguishable from
 # fair resampling in most cases"; tested against the direct resize.
@@ -33,8 +31,10 @@ class MammographyImageProcessor(BaseImageProcessor):
     Steps, each switchable:
     1. read (`read_mammogram` for paths) and scale the intensities to [0, 1] from the real bit depth; a
        'FOR PROCESSING' (raw detector) image goes through a log and an inversion first, so that denser is higher;
-    2. `do_breast_crop`: crop to the bounding box of the largest bright component (threshold at `breast_threshold`
-       of the intensity range on a downsampled copy), which leaves out labels and burned-in text;
+    2. `do_breast_crop`: crop to the box of the breast (`segment_breast`: bright by `breast_threshold` of the
+       range above the background level, thin structures such as scanner frame lines and label strokes left out,
+       the largest component) and, with `do_clear_background`, set what lies outside the breast to 0: burned-in
+       labels, frame lines, tape and the film base inside the box do not reach the model;
     3. `do_flip`: flip horizontally so that the chest wall (the side with more tissue) is on the left;
     4. `do_resize`: to `size` = {"height", "width"}, keeping the aspect ratio and padding with background
        (`keep_aspect_ratio`) or stretching; float32 bilinear with antialiasing, after block means
@@ -61,6 +61,7 @@ class MammographyImageProcessor(BaseImageProcessor):
         size: dict[str, int] | None = None,
         do_breast_crop: bool = True,
         breast_threshold: float = 0.1,
+        do_clear_background: bool = True,
         do_flip: bool = True,
         do_resize: bool = True,
         keep_aspect_ratio: bool = True,
@@ -75,6 +76,7 @@ class MammographyImageProcessor(BaseImageProcessor):
         self.size = dict(size) if size is not None else {"height": 224, "width": 224}
         self.do_breast_crop = do_breast_crop
         self.breast_threshold = breast_threshold
+        self.do_clear_background = do_clear_background
         self.do_flip = do_flip
         self.do_resize = do_resize
         self.keep_aspect_ratio = keep_aspect_ratio
@@ -91,8 +93,16 @@ class MammographyImageProcessor(BaseImageProcessor):
     def __call__(self, images, **kwargs) -> BatchFeature:
         return self.preprocess(images, **kwargs)
 
-    def preprocess(self, images, return_tensors: str | None = "pt", scales: list[int] | None = None) -> BatchFeature:
-        """Process one image, a list of them (paths, `Mammogram`s, arrays, tensors, PIL images) or a 4-D batch."""
+    def preprocess(
+        self,
+        images,
+        return_tensors: str | None = "pt",
+        scales: list[int] | None = None,
+        return_breast_mask: bool = False,
+    ) -> BatchFeature:
+        """Process one image, a list of them (paths, `Mammogram`s, arrays, tensors, PIL images) or a 4-D batch. With
+        `return_breast_mask`, `breast_mask` (batch, height, width) is True on the breast in `pixel_values` (all False
+        for a blank image)."""
         scales = scales if scales is not None else self.scales
         if scales and 1 not in scales:
             raise ValueError(f"scales {scales} must include 1: pixel_values are the scale-1 image.")
@@ -104,44 +114,61 @@ class MammographyImageProcessor(BaseImageProcessor):
             images = [images]
         if not images:
             raise ValueError("No images given.")
-        outputs = [self.process_one(image, scales or [1]) for image in images]
-        per_scale = [torch.stack([output[k] for output in outputs]) for k in range(len(scales or [1]))]
+        outputs = [self.process_one(image, scales or [1], return_breast_mask) for image in images]
+        per_scale = [torch.stack([pixels[k] for pixels, _ in outputs]) for k in range(len(scales or [1]))]
         if scales:
             data = {"pixel_values": per_scale[scales.index(1)], "target_pixel_values": per_scale}
         else:
             data = {"pixel_values": per_scale[0]}
+        if return_breast_mask:
+            data["breast_mask"] = torch.stack([mask for _, mask in outputs])
         if return_tensors in (None, "np"):
             data = {k: v.numpy() if torch.is_tensor(v) else [t.numpy() for t in v] for k, v in data.items()}
         elif return_tensors != "pt":
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}.")
         return BatchFeature(data=data)
 
-    def process_one(self, image, scales: list[int]) -> list[torch.Tensor]:
-        """One image -> one (channels, f * height, f * width) tensor per scale factor f."""
+    def process_one(
+        self, image, scales: list[int], return_breast_mask: bool = False
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """One image -> (one (channels, f * height, f * width) tensor per scale factor f, the breast mask at scale 1
+        when `return_breast_mask`)."""
         array, top_value = to_array(image)
-        if self.do_breast_crop:  # on the integer array: only the breast is converted to float
-            top, bottom, left, right = breast_box(array, top_value, self.breast_threshold)
-            array = array[top:bottom, left:right]
+        needs_region = self.do_breast_crop or return_breast_mask
+        region = segment_breast(array, top_value, self.breast_threshold) if needs_region else None
+        breast = None if region is None else region.mask  # the breast over `array`, a pixel per region.step
+        if self.do_breast_crop and region is not None:  # on the integer array: only the breast is converted to float
+            top, bottom, left, right = region.box()
+            array, breast = array[top:bottom, left:right], region.mask_in_box()
+        clear = self.do_breast_crop and self.do_clear_background and breast is not None
         sizes = [(self.size["height"] * scale, self.size["width"] * scale) for scale in scales]
         fitted = [self.fitted_size(array.shape, *size) if self.keep_aspect_ratio else size for size in sizes]
         # float32 in the native range, block-averaged first when the resize reduces a lot; the scaling to [0, 1]
         # waits for the (smaller) resized image
         pixels = box_mean(array, reduction_factor(array.shape, fitted) if self.do_resize else 1)
         flip = None
-        results = []
+        results, masks = [], []
         for (height, width), fitted_size in zip(sizes, fitted, strict=True):
             resized = resample(pixels, *fitted_size) if self.do_resize else pixels
             resized = (resized * (1.0 / top_value)).clamp_(0, 1)
+            mask = None
+            if clear or (return_breast_mask and breast is not None):
+                mask = _mask_at(breast, region.step, array.shape, tuple(resized.shape))
+            if clear:
+                resized *= mask
             if flip is None:  # decided once, on the first (smallest) output: cheaper than on the native image
                 flip = self.do_flip and chest_wall_on_right(resized)
             if flip:
                 resized = resized.flip(-1)
+                mask = mask.flip(-1) if mask is not None else None
             if self.do_resize and tuple(resized.shape) != (height, width):
                 resized = _pad_away_from_chest_wall(resized, height, width)
+                mask = _pad_away_from_chest_wall(mask, height, width) if mask is not None else None
             if self.do_normalize:
                 resized = (resized - _scalar(self.image_mean)) / _scalar(self.image_std)
             results.append(resized.unsqueeze(0).expand(self.num_channels, -1, -1).contiguous())
-        return results
+            masks.append(mask > 0.5 if mask is not None else torch.zeros(resized.shape, dtype=torch.bool))
+        return results, masks[scales.index(1)] if return_breast_mask else None
 
     @staticmethod
     def fitted_size(shape: tuple[int, int], height: int, width: int) -> tuple[int, int]:
@@ -156,6 +183,15 @@ def _pad_away_from_chest_wall(pixels: torch.Tensor, height: int, width: int) -> 
     top = (height - pixels.shape[0]) // 2
     canvas[top : top + pixels.shape[0], : pixels.shape[1]] = pixels
     return canvas
+
+
+def _mask_at(mask: np.ndarray, step: int, shape: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """A breast mask taken every `step` pixels of an image of `shape`, resized as the image is resized to `size`:
+    float in [0, 1], soft at the edges. The mask's last row and column may stand for fewer than `step` pixels, so it
+    is resized as the image padded to whole steps, then cut."""
+    padded_size = [round(out * len_ * step / native) for out, len_, native in zip(size, mask.shape, shape, strict=True)]
+    resized = resample(torch.from_numpy(mask.astype(np.float32)), *padded_size)
+    return resized[: size[0], : size[1]]
 
 
 def _scalar(value: float | list[float]) -> float:
@@ -270,56 +306,6 @@ def _to_2d(array: np.ndarray) -> np.ndarray:
     if all(np.array_equal(first, np.take(colour, c, axis=channel_axis)) for c in range(colour.shape[channel_axis])):
         return first  # gray stored as colour: keep the integer type and so the bit depth
     return colour.astype(np.float32).mean(axis=channel_axis)
-
-
-def coarse_breast_mask(array: np.ndarray, top_value: float, threshold: float) -> tuple[np.ndarray | None, int]:
-    """The largest connected region brighter than `threshold` of the intensity range, on a copy of `array` taken
-    every `step` pixels (at most MASK_SIDE long): (mask, step). The mask is None when nothing stands out."""
-    step = max(1, math.ceil(max(array.shape) / MASK_SIDE))
-    small = array[::step, ::step].astype(np.float32) / top_value
-    low, high = small.min(), small.max()
-    bright = small > low + threshold * (high - low)
-    if not high - low >= 1e-6 or not bright.any():  # a blank image: there is no breast to find
-        return None, step
-    return _largest_component(bright), step
-
-
-def breast_box(array: np.ndarray, top_value: float, threshold: float) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of the breast (`coarse_breast_mask`), erring outwards by at most one step, so that
-    labels and burned-in text apart from the breast fall outside; the whole image when nothing stands out."""
-    height, width = array.shape
-    mask, step = coarse_breast_mask(array, top_value, threshold)
-    if mask is None:
-        return 0, height, 0, width
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    top, bottom = max(0, int(rows[0]) * step - step), min(height, (int(rows[-1]) + 1) * step)
-    left, right = max(0, int(cols[0]) * step - step), min(width, (int(cols[-1]) + 1) * step)
-    return top, bottom, left, right
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 4-connected component of a boolean mask, by label propagation: every run of foreground pixels
-    along a row, then along a column, takes the largest label in it, until nothing changes (as many rounds as a path
-    inside a component takes turns)."""
-    labels = np.where(mask, np.arange(1, mask.size + 1).reshape(mask.shape), 0)
-    while True:
-        updated = _spread_along_rows(_spread_along_rows(labels, mask).T, mask.T).T
-        if np.array_equal(updated, labels):
-            break
-        labels = updated
-    values, counts = np.unique(labels[mask], return_counts=True)
-    return labels == values[counts.argmax()]
-
-
-def _spread_along_rows(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Every run of True in `mask` along a row gets the largest of its `labels`."""
-    run_starts = mask.copy()
-    run_starts[:, 1:] &= ~mask[:, :-1]
-    starts = np.flatnonzero(run_starts[mask])  # runs are consecutive in the row-major order of the masked labels
-    maxima = np.maximum.reduceat(labels[mask], starts)
-    spread = np.zeros_like(labels)
-    spread[mask] = np.repeat(maxima, np.diff(starts, append=int(mask.sum())))
-    return spread
 
 
 def chest_wall_on_right(pixels: torch.Tensor) -> bool:

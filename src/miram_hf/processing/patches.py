@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .image_processing_mammography import coarse_breast_mask
 
 
 @dataclass(frozen=True)
@@ -90,16 +89,6 @@ def _shift_inside(start: int, length: int, limit: int) -> int:
     return min(max(start, 0), limit - length)
 
 
-def breast_mask(array: np.ndarray, top_value: float, threshold: float = 0.1) -> np.ndarray:
-    """Full-resolution boolean mask of the breast: the coarse largest component, refined by the threshold."""
-    coarse, step = coarse_breast_mask(array, top_value, threshold)
-    if coarse is None:
-        return np.zeros(array.shape, dtype=bool)
-    mask = coarse.repeat(step, axis=0).repeat(step, axis=1)[: array.shape[0], : array.shape[1]]
-    low, high = float(array.min()), float(array.max())
-    return mask & (array > low + threshold * (high - low))
-
-
 def _box_sums(mask: np.ndarray) -> np.ndarray:
     """Summed-area table with a zero row and column in front: the sum over a box is four look-ups."""
     table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
@@ -176,7 +165,6 @@ def tiles(mask: np.ndarray, tile_size: int, overlap: float = 0.5, max_background
 __all__ = [
     "Box",
     "Tile",
-    "breast_mask",
     "lesion_crop_box",
     "mask_box",
     "polygon_region",

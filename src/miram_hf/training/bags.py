@@ -7,14 +7,14 @@ from ..processing.patches import Tile, tiles
 
 
 def image_bag(
-    image: torch.Tensor, tile_size: int, overlap: float = 0.5, max_background: float = 0.2, threshold: float = 0.1
+    image: torch.Tensor, breast_mask: torch.Tensor, tile_size: int, overlap: float = 0.5, max_background: float = 0.2
 ) -> tuple[torch.Tensor, list[Tile]]:
-    """The tiles (tiles, channels, tile_size, tile_size) of a processed image (channels, height, width) in [0, 1]
-    intensities, and where each one lies. The breast is where the intensity exceeds `threshold`; tiles with more than
+    """The tiles (tiles, channels, tile_size, tile_size) of a processed image (channels, height, width), and where
+    each one lies. `breast_mask` (height, width) is the processor's (`return_breast_mask=True`); tiles with more than
     `max_background` of background are left out, but a bag always keeps its most breast-filled tile."""
     if min(image.shape[-2:]) < tile_size:
         raise ValueError(f"A {tuple(image.shape[-2:])} image is smaller than one {tile_size} px tile.")
-    mask = (image.mean(0) > threshold).numpy()
+    mask = breast_mask.numpy()
     kept = tiles(mask, tile_size, overlap, max_background)
     if not kept:
         kept = [min(tiles(mask, tile_size, overlap, max_background=1.0), key=lambda tile: tile.background_fraction)]

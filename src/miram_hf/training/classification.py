@@ -17,6 +17,7 @@ from ..modeling.mil import MilConfig, MilForImageClassification
 from ..modeling.miram import MiramForPreTraining
 from ..modeling.roi import RoiAttentionConfig, RoiAttentionForImageClassification
 from ..processing import MammographyImageProcessor
+from ..processing.augmentations import Compose
 from .bags import image_bag, pad_bags
 from .pretraining import MODEL_PRESETS, backbone_preset_config, is_backbone_preset
 from .regions import IntensityBlobProposer, collate_roi, roi_inputs
@@ -74,7 +75,7 @@ def image_classifier(
 
 
 def classification_inputs(
-    config: PretrainedConfig, processor: MammographyImageProcessor, images: list, augment=None
+    config: PretrainedConfig, processor: MammographyImageProcessor, images: list, augment: Compose | None = None
 ) -> list[dict[str, torch.Tensor]]:
     """Each image's model inputs: its processed image `pixel_values` (channels, height, width), augmented in [0, 1]
     intensities by `augment` when given; for a MIL classifier its bag of tiles instead (tiles, channels, tile_size,
@@ -84,15 +85,20 @@ def classification_inputs(
         region_processor.do_breast_crop = region_processor.do_flip = False  # roi_inputs measures the regions itself
         proposer = IntensityBlobProposer(config.num_regions, config.region_fraction)
         return [roi_inputs(image, proposer(image), region_processor) for image in images]
-    pixels = processor(images, return_tensors="pt")["pixel_values"]
-    mean, std = normalization_statistics(processor)
+    mil = config.model_type == "mil"
+    inputs = processor(images, return_tensors="pt", return_breast_mask=mil)
+    pixels = inputs["pixel_values"]
     if augment is not None:
-        pixels = (augment(pixels * std + mean) - mean) / std
-    if config.model_type != "mil":
+        mean, std = normalization_statistics(processor)
+        if mil:  # the tiles are chosen on the augmented image: its breast mask moves with it
+            pixels, inputs["breast_mask"] = augment.with_masks(pixels * std + mean, inputs["breast_mask"])
+        else:
+            pixels = augment(pixels * std + mean)
+        pixels = (pixels - mean) / std
+    if not mil:
         return [{"pixel_values": image} for image in pixels]
-    bags = [image_bag(image * std + mean, config.tile_size, config.tile_overlap, config.max_background)[0]
-            for image in pixels]  # fmt: skip
-    return [{"pixel_values": (bag - mean) / std} for bag in bags]
+    return [{"pixel_values": image_bag(image, mask, config.tile_size, config.tile_overlap, config.max_background)[0]}
+            for image, mask in zip(pixels, inputs["breast_mask"], strict=True)]  # fmt: skip
 
 
 def collate_classification(rows: list[dict]) -> dict:

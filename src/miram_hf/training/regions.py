@@ -7,7 +7,7 @@ from PIL import Image
 
 from ..processing import MammographyImageProcessor
 from ..processing.augmentations import gaussian_blur
-from ..processing.image_processing_mammography import breast_box
+from ..processing.breast_segmentation import breast_mask, segment_breast
 from ..processing.patches import Box, lesion_crop_box
 
 
@@ -25,7 +25,7 @@ def ground_truth_boxes(lesions: list[dict]) -> list[Box]:
 
 class IntensityBlobProposer:
     """The `num_regions` brightest blobs of the breast: the image smoothed by a Gaussian (sigma a fraction of its
-    short side), then maxima taken one by one inside the breast's box (burned-in labels and markers outside it are
+    short side), then maxima taken one by one inside the breast (`breast_mask`: burned-in labels and markers are
     often the brightest pixels), each suppressing a square of `region_fraction` of the short side around it. Dense
     masses and calcification clusters are the bright blobs of a mammogram."""
 
@@ -37,10 +37,9 @@ class IntensityBlobProposer:
         side = max(1, round(self.region_fraction * min(unit.shape)))
         sigma = torch.tensor([max(0.5, self.sigma_fraction * min(unit.shape))])
         smooth = gaussian_blur(unit[None, None], sigma)[0, 0]
-        top, bottom, left, right = breast_box(np.asarray(image), float(np.max(image)) or 1.0, 0.1)
-        outside = torch.ones_like(smooth, dtype=torch.bool)
-        outside[top:bottom, left:right] = False
-        smooth[outside] = float("-inf")
+        breast = torch.from_numpy(breast_mask(np.asarray(image), float(np.max(image)) or 1.0))
+        if breast.any():  # a blank image: anywhere
+            smooth[~breast] = float("-inf")
         boxes = []
         for _ in range(self.num_regions):
             index = int(smooth.argmax())
@@ -84,10 +83,14 @@ def roi_inputs(image: np.ndarray, boxes: list[Box], processor: MammographyImageP
     if not boxes:
         raise ValueError("No region to classify: the proposer found none (give the whole breast as a box).")
     image = np.asarray(image)
-    top, bottom, left, right = breast_box(image, float(image.max()) or 1.0, 0.1)
+    region = segment_breast(image, float(image.max()) or 1.0)
+    top, bottom, left, right = (0, image.shape[0], 0, image.shape[1]) if region is None else region.box()
     centers = torch.tensor([[(box.top + box.bottom) / 2, (box.left + box.right) / 2] for box in boxes])
     centers = ((centers - torch.tensor([top, left])) / torch.tensor([bottom - top, right - left])).clamp(0, 1)
-    anchor = processor(image[top:bottom, left:right], return_tensors="pt")["pixel_values"][0]
+    breast = image[top:bottom, left:right]
+    if region is not None:  # labels and frame lines inside the box stay out of the anchor
+        breast = np.where(region.full_resolution()[top:bottom, left:right], breast, 0)
+    anchor = processor(breast, return_tensors="pt")["pixel_values"][0]
     crops = processor([box.crop(image) for box in boxes], return_tensors="pt")["pixel_values"]
     return {"pixel_values": crops, "anchor_pixel_values": anchor, "region_centers": centers.float()}
 

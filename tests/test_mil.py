@@ -89,7 +89,7 @@ def test_a_bag_keeps_the_breast_tiles_and_the_heatmap_covers_them(tmp_path):
     assert len(tiles) == 7 * 3 and tiles_of_bag.shape == (21, 1, 16, 16)
     assert all(tile.box.right <= 32 for tile in tiles) and torch.all(tiles_of_bag == 0.8)
     empty = torch.zeros(1, 64, 64)
-    assert len(image_bag(empty, empty[0] > 0, tile_size=16)[1]) == 1  # an image with no breast still makes a bag of one tile
+    assert len(image_bag(empty, empty[0] > 0, tile_size=16)[1]) == 1  # no breast: still a bag of one tile
     with pytest.raises(ValueError, match="smaller than one 16 px tile"):
         image_bag(torch.zeros(1, 8, 8), torch.zeros(8, 8, dtype=torch.bool), tile_size=16)
 

@@ -15,8 +15,8 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from ..processing.image_processing_mammography import to_array
 from ..processing.breast_segmentation import breast_mask
+from ..processing.image_processing_mammography import to_array
 from ..processing.patches import Box, lesion_crop_box, random_background_boxes
 
 logger = logging.getLogger(__name__)

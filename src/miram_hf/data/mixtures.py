@@ -11,8 +11,8 @@ import zlib
 import datasets
 import numpy as np
 
-from ..processing.image_processing_mammography import to_array
 from ..processing.breast_segmentation import breast_mask
+from ..processing.image_processing_mammography import to_array
 from ..processing.patches import random_background_boxes
 
 LESION_LEVEL = ("cbis-ddsm", "inbreast", "bcdr", "csaw-s", "synthetic")  # synthetic: the built-in stand-in

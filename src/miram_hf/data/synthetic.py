@@ -210,7 +210,8 @@ def _place_outside(mask: np.ndarray, shape: tuple[int, int], rng: np.random.Gene
         return None
     for _ in range(200):
         top, left = int(rng.integers(0, height - shape[0])), int(rng.integers(0, width - shape[1]))
-        if not mask[max(0, top - margin) : top + shape[0] + margin, max(0, left - margin) : left + shape[1] + margin].any():
+        around = mask[max(0, top - margin) : top + shape[0] + margin, max(0, left - margin) : left + shape[1] + margin]
+        if not around.any():
             return top, left
     return None
 

@@ -5,8 +5,8 @@ every collection that has one has tiles too."""
 import datasets
 import numpy as np
 
-from ..processing.image_processing_mammography import to_array
 from ..processing.breast_segmentation import breast_mask
+from ..processing.image_processing_mammography import to_array
 from ..processing.patches import tiles
 
 IMAGE = datasets.Image()

@@ -10,7 +10,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
-
 @dataclass(frozen=True)
 class Box:
     top: int

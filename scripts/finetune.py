@@ -238,6 +238,9 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     if args.image_size:  # e.g. whole images several tiles wide for MIL
         processor.size = {"height": args.image_size, "width": args.image_size}
     processor.num_channels = model.config.num_channels
+    # whole mammograms are cropped to the breast, their labels and frame lines cleared; crops and tiles are breast
+    whole_mammograms = not {"crop_box", "tile_box"} & set(splits["train"].column_names)
+    processor.do_breast_crop = processor.do_flip = whole_mammograms
     augment = Compose([RandomFlip(0.5, 0.5), Gamma(p=0.8), Contrast(p=0.8)])
 
     def targets(values: list) -> list:

@@ -33,11 +33,13 @@ BORDER_FRACTION = 0.1
 
 @dataclass(frozen=True)
 class BreastRegion:
-    """The breast of an image of `shape`: `mask` is True on the breast in the copy taken every `step` pixels."""
+    """The breast of an image of `shape`: `mask` is True on the breast in the copy taken every `step` pixels;
+    `level` is the threshold it was found with, as a fraction of the image's top value."""
 
     mask: np.ndarray
     step: int
     shape: tuple[int, int]
+    level: float
 
     def box(self) -> tuple[int, int, int, int]:
         """(top, bottom, left, right) in native pixels, bottom and right exclusive."""
@@ -71,13 +73,14 @@ def segment_breast(array: np.ndarray, top_value: float, threshold: float = 0.1) 
                              small[:, -width:].ravel()])  # fmt: skip
     bins = ((border - low) * ((HISTOGRAM_BINS - 1e-3) / (high - low))).astype(np.intp)
     background = low + (high - low) * np.bincount(bins, minlength=HISTOGRAM_BINS).argmax() / HISTOGRAM_BINS
-    bright = small > background + threshold * (high - background)
+    level = background + threshold * (high - background)
+    bright = small > level
     radius = max(1, round(OPENING_FRACTION * min(small.shape)))
     opened = _dilate(_erode(bright, radius), radius)
     if not opened.any():  # nothing thicker than a frame line: keep the largest bright structure as it is
         opened = bright
     breast = _fill_holes(_largest_component(opened))
-    return BreastRegion(_dilate(breast, 1), step, tuple(array.shape))
+    return BreastRegion(_dilate(breast, 1), step, tuple(array.shape), level)
 
 
 def _box_filter(image: np.ndarray) -> np.ndarray:
@@ -156,9 +159,13 @@ def _between_first_and_last(mask: np.ndarray) -> np.ndarray:
 
 
 def breast_mask(array: np.ndarray, top_value: float, threshold: float = 0.1) -> np.ndarray:
-    """The breast at the native size (all False on a blank image)."""
+    """The breast at the native size, pixel-exact at its edge (the coarse mask, which errs outwards by up to a step,
+    and the threshold on each pixel), for the breast fraction of tiles and background crops; all False on a blank
+    image."""
     region = segment_breast(array, top_value, threshold)
-    return region.full_resolution() if region is not None else np.zeros(array.shape, dtype=bool)
+    if region is None:
+        return np.zeros(array.shape, dtype=bool)
+    return region.full_resolution() & (array > region.level * top_value)
 
 
 __all__ = ["BreastRegion", "breast_mask", "segment_breast"]

@@ -45,7 +45,7 @@ from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFl
 from miram_hf.training import parameter_groups
 from miram_hf.training.checkpointing import run_lock
 from miram_hf.training.classification import classification_inputs, collate_classification, image_classifier
-from miram_hf.training.divergence import TrainingDivergedError, finite_everywhere
+from miram_hf.training.divergence import StopOnNonFiniteGradients, TrainingDivergedError, finite_everywhere
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import render_model_card
 from miram_hf.training.pretraining import is_backbone_preset
@@ -94,12 +94,13 @@ class FinetuneArguments:
 
 
 class WeightedTrainer(Trainer):
-    """Trainer with class-weighted losses (inverse frequency), MAE's layer-wise lr decay groups and full training
-    batches."""
+    """Trainer with class-weighted losses (inverse frequency), MAE's layer-wise lr decay groups, full training
+    batches, and a stop at the first NaN or infinite loss or gradients."""
 
     def __init__(self, *args, class_weights=None, layer_decay=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.class_weights, self.layer_decay = class_weights, layer_decay
+        self.add_callback(StopOnNonFiniteGradients(self.accelerator))
 
     def get_train_dataloader(self):
         # the incomplete last batch of each epoch is dropped in training (as MAE's fine-tuning does): a batch of one

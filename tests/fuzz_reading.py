@@ -1,5 +1,7 @@
 """Mutation fuzzing of `read_mammogram` and `MammographyImageProcessor`: seeded mutations (bit flips, truncation,
-header edits, both at once) of small mammograms in every transfer syntax this machine encodes and in PNG / TIFF.
+header edits, both at once) of small mammograms in every transfer syntax this machine encodes, in JPEG baseline
+(encoded by PIL and encapsulated here), in JPEG-LS and JPEG extended (pydicom's own test files: nothing here encodes
+them) and in PNG / TIFF.
 Every file must end as processed, finite pixels or a `MammogramReadError` naming the file and the problem: any other
 exception (a processor's ValueError on a file included), a file slower than `--max_seconds` or non-finite pixels is a
 failure. Prints a JSON
@@ -10,6 +12,7 @@ summary (outcomes by format and by class, the slowest file, the peak memory of t
 """
 
 import argparse
+import io
 import json
 import resource
 import sys
@@ -22,6 +25,8 @@ import numpy as np
 import pydicom
 import torch
 from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -29,6 +34,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGBaseline8Bit,
     RLELossless,
 )
 
@@ -71,9 +77,25 @@ def originals(folder: Path) -> dict[str, Path]:
             dataset.file_meta.TransferSyntaxUID = syntax
             dcmwrite(path, dataset, implicit_vr=syntax == ImplicitVRLittleEndian,
                      little_endian=syntax != ExplicitVRBigEndian)  # fmt: skip
+    files["jpeg-baseline"] = jpeg_baseline_dicom(folder / "jpeg-baseline.dcm", (pixels >> 4).astype(np.uint8))
+    files["jpeg-ls"] = Path(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))  # 64 x 64, 16 bits
+    files["jpeg-extended"] = Path(get_testdata_file("JPGExtended.dcm"))  # 1024 x 256, 12 bits
     Image.fromarray(pixels).save(folder / "png.png")
     Image.fromarray(pixels).save(folder / "tiff.tiff")
     return files | {"png": folder / "png.png", "tiff": folder / "tiff.tiff"}
+
+
+def jpeg_baseline_dicom(path: Path, pixels: np.ndarray) -> Path:
+    """An 8-bit image as a JPEG baseline DICOM: PIL's codestream, encapsulated."""
+    codestream = io.BytesIO()
+    Image.fromarray(pixels).save(codestream, format="JPEG", quality=90)
+    dataset = pydicom.dcmread(write_dicom(path, pixels.astype(np.uint16), bits_stored=8))
+    dataset.BitsAllocated, dataset.HighBit = 8, 7
+    dataset.PixelData = encapsulate([codestream.getvalue()])
+    dataset["PixelData"].VR, dataset["PixelData"].is_undefined_length = "OB", True
+    dataset.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    dataset.save_as(path)
+    return path
 
 
 def mutate(original: Path, target: Path, rng: np.random.Generator) -> str:

@@ -88,6 +88,11 @@ def test_bits_above_bits_stored_are_cleared(tmp_path, syntax):
     mammogram = read_mammogram(path)
     np.testing.assert_array_equal(mammogram.pixel_array, pixels)
     assert mammogram.pixel_array.flags.writeable and mammogram.pixel_array.dtype == np.uint16
+    clean = write_dicom(tmp_path / "clean.dcm", pixels, bits_stored=12)  # nothing above BitsStored: no copy made
+    assert not read_mammogram(clean).pixel_array.flags.writeable
+    np.testing.assert_array_equal(read_mammogram(clean).pixel_array, pixels)
+    inverted = read_mammogram(write_dicom(tmp_path / "m1.dcm", pixels, bits_stored=12, photometric="MONOCHROME1"))
+    np.testing.assert_array_equal(inverted.pixel_array, 4095 - pixels)  # changed: on a copy of the file's bytes
 
 
 def test_float_pixel_data_stays_float(tmp_path):

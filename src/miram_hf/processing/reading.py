@@ -66,7 +66,8 @@ class MammogramReadError(Exception):
 class Mammogram:
     """A mammogram's pixels (2-D; uint16 for integer data, float32 after a fractional rescale or windowing; higher
     always means denser) and the non-identifying attributes the models and builders use. Nothing else of the file is
-    kept: no names, IDs, dates or institutions."""
+    kept: no names, IDs, dates or institutions. `pixel_array` may be a read-only view of the file's bytes (uncompressed
+    data that needed no change): copy it to change it in place."""
 
     pixel_array: np.ndarray
     source_path: str
@@ -251,6 +252,8 @@ def _read_dicom(path: Path, dataset: pydicom.Dataset, frame: int | None, apply_w
     if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():  # in float32, as the models will see them
         raise MammogramReadError(path, "NaN or infinite pixel values after the modality LUT (RescaleSlope "
                                        f"{slope}, RescaleIntercept {dataset.get('RescaleIntercept')})")  # fmt: skip
+    if not pixels.flags.writeable and (photometric == "MONOCHROME1" or is_padding is not None):
+        pixels = pixels.copy()  # the file's bytes, changed below
     if photometric == "MONOCHROME1":
         pixels = _invert(pixels, bits)
     if is_padding is not None:
@@ -314,15 +317,20 @@ def _stored_values(dataset: pydicom.Dataset, syntax: str | None, bits_stored: in
     """The decoded pixel values of the image (or of `frame` alone), with the bits above BitsStored cleared (PS3.5
     8.1.1: they may hold anything).
 
-    Uncompressed unsigned data is read as a view of the file's bytes and masked in one pass: pydicom's own
-    correction copies the array and then shifts it twice, three passes over a 27 MB mammogram."""
+    Uncompressed unsigned data is read as a view of the file's bytes: when nothing lies above BitsStored (one read
+    pass to check) the view is returned as it is (read-only), else it is masked in one pass. pydicom's own correction
+    copies the array and then shifts it twice, three passes over a 27 MB mammogram."""
     unsigned_integers = "PixelData" in dataset and int(dataset.get("PixelRepresentation", 0)) == 0
     if syntax not in UNCOMPRESSED_SYNTAXES or not unsigned_integers:
         dataset.pixel_array_options(index=frame)
         return dataset.pixel_array  # a fresh array; signed values need pydicom's sign extension, floats no mask
     dataset.pixel_array_options(index=frame, view_only=True, correct_unused_bits=False)
     view = dataset.pixel_array
-    return np.bitwise_and(view, (1 << min(bits_stored, 8 * view.dtype.itemsize)) - 1)
+    top = (1 << min(bits_stored, 8 * view.dtype.itemsize)) - 1
+    whole = 2 * view.nbytes > len(dataset.PixelData)  # a frame's view would keep the whole volume alive
+    if whole and view.dtype.isnative and view.size and int(view.max()) <= top:
+        return view
+    return np.bitwise_and(view, top)
 
 
 def _modality_values(raw: np.ndarray, dataset: pydicom.Dataset) -> np.ndarray:

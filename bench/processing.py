@@ -28,7 +28,6 @@ from dicom_factory import write_dicom  # noqa: E402
 from miram_hf import MammographyImageProcessor  # noqa: E402
 from miram_hf.processing import read_mammogram  # noqa: E402
 
-
 FORMATS = ["uncompressed", "jpeg2000_lossless"]
 
 

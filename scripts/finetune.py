@@ -239,6 +239,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     if args.image_size:  # e.g. whole images several tiles wide for MIL
         processor.size = {"height": args.image_size, "width": args.image_size}
     processor.num_channels = model.config.num_channels
+    processor.scales = None  # a pretraining processor's finer targets: classification takes scale 1 only
     # whole mammograms are cropped to the breast, their labels and frame lines cleared; crops and tiles are breast
     whole_mammograms = not {"crop_box", "tile_box"} & set(splits["train"].column_names)
     processor.do_breast_crop = processor.do_flip = whole_mammograms

@@ -178,3 +178,17 @@ def test_for_processing_images_become_attenuation(tmp_path):
     assert pixels[32, 10] > pixels[5, 60]  # the breast is brighter than the background after the log
     expected = 1 - np.log1p(3000) / np.log1p(2**14 - 1)
     assert abs(pixels[32, 10].item() - expected) < 1e-3
+
+
+def test_any_setting_can_be_changed_for_one_call():
+    image = breast_image(rows=96, columns=64)
+    processor = MammographyImageProcessor(size={"height": 48, "width": 32})
+    once = processor(image, size={"height": 24, "width": 16}, do_normalize=False, do_flip=False)["pixel_values"]
+    built = MammographyImageProcessor(size={"height": 24, "width": 16}, do_normalize=False, do_flip=False)
+    torch.testing.assert_close(once, built(image)["pixel_values"])
+    assert processor.size == {"height": 48, "width": 32} and processor.do_normalize  # unchanged for later calls
+    torch.testing.assert_close(processor(image, device="cpu")["pixel_values"], processor(image)["pixel_values"])
+    with pytest.raises(TypeError, match=r"Unknown processor settings \['do_sharpen'\]"):
+        processor(image, do_sharpen=True)
+    with pytest.raises(ValueError, match="num_channels must be 1 or 3"):
+        processor(image, num_channels=2)

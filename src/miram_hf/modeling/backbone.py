@@ -49,10 +49,36 @@ def backbone_from_config(config: PretrainedConfig) -> PreTrainedModel:
     so that its weights move into a classifier as they are."""
     if config.model_type == "vit":
         return ViTModel(config, add_pooling_layer=False)
-    backbone = AutoModel.from_config(config)
-    if config.model_type == "dinov2":  # its mask token serves masked image modelling only: DDP must not wait for it
-        backbone.embeddings.mask_token.requires_grad_(False)
-    return backbone
+    return AutoModel.from_config(config)
+
+
+class BackboneModelMixin:
+    """What every model holding a `backbone` shares (placed before `PreTrainedModel` among the bases): the backbone's
+    input embeddings, gradient checkpointing where the backbone supports it (transformers' ViT, DINOv2 and MIRAM do,
+    its ResNet does not), and weights that stay frozen (`freeze_fixed_weights`) after `post_init` and after
+    `from_pretrained`, whose loader makes every floating-point weight it loads trainable."""
+
+    def get_input_embeddings(self) -> nn.Module:
+        return input_embeddings(self.backbone)
+
+    @property
+    def supports_gradient_checkpointing(self) -> bool:
+        return "backbone" in self._modules and self.backbone.supports_gradient_checkpointing
+
+    def freeze_fixed_weights(self) -> None:
+        """A DINOv2 backbone's mask token serves masked image modelling only: DDP must not wait for its gradient."""
+        if self.backbone.config.model_type == "dinov2":
+            self.backbone.embeddings.mask_token.requires_grad_(False)
+
+    def post_init(self) -> None:
+        super().post_init()
+        self.freeze_fixed_weights()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        loaded = super().from_pretrained(*args, **kwargs)  # (model, info) with output_loading_info=True
+        (loaded[0] if isinstance(loaded, tuple) else loaded).freeze_fixed_weights()
+        return loaded
 
 
 def input_embeddings(backbone: PreTrainedModel) -> nn.Module:
@@ -78,6 +104,7 @@ def pooled_features(backbone: PreTrainedModel, pixel_values: torch.Tensor) -> to
 
 __all__ = [
     "BackboneConfigMixin",
+    "BackboneModelMixin",
     "backbone_config_from",
     "backbone_from_config",
     "backbone_hidden_size",

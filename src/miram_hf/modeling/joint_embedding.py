@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .backbone import BackboneConfigMixin, backbone_config_from, input_embeddings, pooled_features
+from .backbone import BackboneConfigMixin, BackboneModelMixin, backbone_config_from, pooled_features
 
 
 class JointEmbeddingConfig(BackboneConfigMixin, PretrainedConfig):
@@ -142,7 +142,7 @@ def cross_view_prediction(model: "JointEmbeddingPreTrainedModel", pixel_values: 
     return JointEmbeddingOutput(loss=loss, embeddings=torch.cat([prediction_0, prediction_1]))
 
 
-class JointEmbeddingPreTrainedModel(PreTrainedModel):
+class JointEmbeddingPreTrainedModel(BackboneModelMixin, PreTrainedModel):
     """Base of the joint-embedding models: a student `backbone` (the base model every method exports), its heads,
     and for BYOL, MoCo v3 and DINO a teacher that follows the student by moving average.
 
@@ -154,7 +154,6 @@ class JointEmbeddingPreTrainedModel(PreTrainedModel):
     base_model_prefix = "backbone"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
-    supports_gradient_checkpointing = True
     # the teacher's backbone when the method evaluates it (DINO), the student's otherwise
     export_teacher = False
 
@@ -162,9 +161,6 @@ class JointEmbeddingPreTrainedModel(PreTrainedModel):
         super().__init__(config)
         self.step: int | None = None
         self.max_steps: int | None = None
-
-    def get_input_embeddings(self) -> nn.Module:
-        return input_embeddings(self.backbone)
 
     def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(teacher, student) module pairs of the methods with a moving-average teacher."""
@@ -175,16 +171,10 @@ class JointEmbeddingPreTrainedModel(PreTrainedModel):
         with torch.no_grad():  # every teacher starts as a copy of its student
             for teacher, student in self.teacher_pairs():
                 teacher.load_state_dict(student.state_dict())
-        self.freeze_teachers()
 
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs) -> "JointEmbeddingPreTrainedModel":
-        model = super().from_pretrained(*args, **kwargs)
-        model.freeze_teachers()  # loading makes every floating-point weight trainable again
-        return model
-
-    def freeze_teachers(self) -> None:
+    def freeze_fixed_weights(self) -> None:
         """Teachers follow the student by moving average only; DDP must not wait for gradients of theirs."""
+        super().freeze_fixed_weights()
         for teacher, _ in self.teacher_pairs():
             teacher.requires_grad_(False)
 

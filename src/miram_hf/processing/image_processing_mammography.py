@@ -5,6 +5,7 @@ Imports only numpy, torch, PIL, pydicom, transformers and its sibling, so that a
 mammogram never passes through 8-bit PIL.
 """
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -85,10 +86,13 @@ class MammographyImageProcessor(BaseImageProcessor):
         self.image_std = image_std
         self.num_channels = num_channels
         self.scales = list(scales) if scales is not None else None
+        self.validate()
+
+    def validate(self) -> None:
         if set(self.size) != {"height", "width"}:
             raise ValueError(f"size must be {{'height': H, 'width': W}}, got {self.size}.")
-        if num_channels not in (1, 3):
-            raise ValueError(f"num_channels must be 1 or 3, got {num_channels}.")
+        if self.num_channels not in (1, 3):
+            raise ValueError(f"num_channels must be 1 or 3, got {self.num_channels}.")
 
     def __call__(self, images, **kwargs) -> BatchFeature:
         return self.preprocess(images, **kwargs)
@@ -99,10 +103,24 @@ class MammographyImageProcessor(BaseImageProcessor):
         return_tensors: str | None = "pt",
         scales: list[int] | None = None,
         return_breast_mask: bool = False,
+        device: str | torch.device | None = None,
+        **overrides,
     ) -> BatchFeature:
-        """Process one image, a list of them (paths, `Mammogram`s, arrays, tensors, PIL images) or a 4-D batch. With
-        `return_breast_mask`, `breast_mask` (batch, height, width) is True on the breast in `pixel_values` (all False
-        for a blank image)."""
+        """Process one image, a list of them (paths, `Mammogram`s, arrays, tensors, PIL images) or a 4-D batch.
+
+        Any setting of the processor can be changed for this call (`size=...`, `do_normalize=False`, ...), as with
+        transformers' image processors. With `return_breast_mask`, `breast_mask` (batch, height, width) is True on the
+        breast in `pixel_values` (all False for a blank image). `device` runs the resizes there (and returns the
+        tensors there); the decode and the breast search stay on the CPU."""
+        if overrides:
+            unknown = sorted(set(overrides) - set(self.to_dict()) - {"scales"})
+            if unknown:
+                raise TypeError(f"Unknown processor settings {unknown}; the settings are {sorted(self.to_dict())}.")
+            for_this_call = copy.copy(self)
+            for name, value in overrides.items():
+                setattr(for_this_call, name, dict(value) if name == "size" else value)
+            for_this_call.validate()
+            return for_this_call.preprocess(images, return_tensors, scales, return_breast_mask, device)
         scales = scales if scales is not None else self.scales
         if scales and 1 not in scales:
             raise ValueError(f"scales {scales} must include 1: pixel_values are the scale-1 image.")
@@ -114,7 +132,7 @@ class MammographyImageProcessor(BaseImageProcessor):
             images = [images]
         if not images:
             raise ValueError("No images given.")
-        outputs = [self.process_one(image, scales or [1], return_breast_mask) for image in images]
+        outputs = [self.process_one(image, scales or [1], return_breast_mask, device) for image in images]
         per_scale = [torch.stack([pixels[k] for pixels, _ in outputs]) for k in range(len(scales or [1]))]
         if scales:
             data = {"pixel_values": per_scale[scales.index(1)], "target_pixel_values": per_scale}
@@ -123,13 +141,13 @@ class MammographyImageProcessor(BaseImageProcessor):
         if return_breast_mask:
             data["breast_mask"] = torch.stack([mask for _, mask in outputs])
         if return_tensors in (None, "np"):
-            data = {k: v.numpy() if torch.is_tensor(v) else [t.numpy() for t in v] for k, v in data.items()}
+            data = {k: v.cpu().numpy() if torch.is_tensor(v) else [t.cpu().numpy() for t in v] for k, v in data.items()}
         elif return_tensors != "pt":
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}.")
         return BatchFeature(data=data)
 
     def process_one(
-        self, image, scales: list[int], return_breast_mask: bool = False
+        self, image, scales: list[int], return_breast_mask: bool = False, device: str | torch.device | None = None
     ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """One image -> (one (channels, f * height, f * width) tensor per scale factor f, the breast mask at scale 1
         when `return_breast_mask`)."""
@@ -145,7 +163,7 @@ class MammographyImageProcessor(BaseImageProcessor):
         fitted = [self.fitted_size(array.shape, *size) if self.keep_aspect_ratio else size for size in sizes]
         # float32 in the native range, block-averaged first when the resize reduces a lot; the scaling to [0, 1]
         # waits for the (smaller) resized image
-        pixels = box_mean(array, reduction_factor(array.shape, fitted) if self.do_resize else 1)
+        pixels = box_mean(array, reduction_factor(array.shape, fitted) if self.do_resize else 1).to(device)
         flip = None
         results, masks = [], []
         for (height, width), fitted_size in zip(sizes, fitted, strict=True):
@@ -153,7 +171,7 @@ class MammographyImageProcessor(BaseImageProcessor):
             resized = (resized * (1.0 / top_value)).clamp_(0, 1)
             mask = None
             if clear or (return_breast_mask and breast is not None):
-                mask = _mask_at(breast, region.step, array.shape, tuple(resized.shape))
+                mask = _mask_at(breast, region.step, array.shape, tuple(resized.shape)).to(resized.device)
             if clear:
                 resized *= mask
             if flip is None:  # decided once, on the first (smallest) output: cheaper than on the native image
@@ -167,7 +185,7 @@ class MammographyImageProcessor(BaseImageProcessor):
             if self.do_normalize:
                 resized = (resized - _scalar(self.image_mean)) / _scalar(self.image_std)
             results.append(resized.unsqueeze(0).expand(self.num_channels, -1, -1).contiguous())
-            masks.append(mask > 0.5 if mask is not None else torch.zeros(resized.shape, dtype=torch.bool))
+            masks.append(mask > 0.5 if mask is not None else resized.new_zeros(resized.shape, dtype=torch.bool))
         return results, masks[scales.index(1)] if return_breast_mask else None
 
     @staticmethod

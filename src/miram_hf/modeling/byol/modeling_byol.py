@@ -5,6 +5,7 @@ import copy
 
 import torch
 from torch import nn
+from transformers.utils import can_return_tuple
 
 from .backbone import backbone_from_config
 from .configuration_byol import ByolConfig
@@ -37,6 +38,7 @@ class ByolForPreTraining(ByolPreTrainedModel):
     def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.teacher_backbone, self.backbone), (self.teacher_projector, self.projector)]
 
+    @can_return_tuple
     def forward(self, pixel_values: torch.Tensor, **kwargs) -> JointEmbeddingOutput:
         """pixel_values: (batch, 2, channels, height, width), two views of each image."""
         return cross_view_prediction(self, pixel_values)

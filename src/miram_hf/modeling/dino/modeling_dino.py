@@ -6,6 +6,7 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import can_return_tuple
 
 from .backbone import backbone_from_config, pooled_features
 from .configuration_dino import DinoConfig
@@ -67,6 +68,7 @@ class DinoForPreTraining(DinoPreTrainedModel):
             config.teacher_temperature - config.warmup_teacher_temperature
         )
 
+    @can_return_tuple
     def forward(
         self, pixel_values: torch.Tensor, local_pixel_values: torch.Tensor | None = None, **kwargs
     ) -> JointEmbeddingOutput:

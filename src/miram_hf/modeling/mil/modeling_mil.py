@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
-from .backbone import backbone_from_config, pooled_features
+from .backbone import BackboneModelMixin, backbone_from_config, pooled_features
 from .configuration_mil import MilConfig
 
 
@@ -80,13 +80,12 @@ POOLING_CLASSES = {"gap": MilMeanPooling, "gated_attention": MilGatedAttentionPo
                    "self_attention": MilSelfAttentionPooling}  # fmt: skip
 
 
-class MilPreTrainedModel(PreTrainedModel):
+class MilPreTrainedModel(BackboneModelMixin, PreTrainedModel):
     config_class = MilConfig
     config: MilConfig
     base_model_prefix = "backbone"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
-    supports_gradient_checkpointing = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -105,6 +104,7 @@ class MilForImageClassification(MilPreTrainedModel):
         self.classifier = nn.Linear(config.backbone_hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,

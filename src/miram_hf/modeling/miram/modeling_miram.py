@@ -21,7 +21,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput, logging
+from transformers.utils import ModelOutput, can_return_tuple, logging
 
 from .configuration_miram import LINEAR_ATTENTIONS, MiramConfig
 from .linear_attention_miram import (
@@ -167,9 +167,8 @@ class MiramEmbeddings(nn.Module):
         self.grid = config.patch_grid
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.patch_embeddings = MiramPatchEmbeddings(config)
-        self.position_embeddings = nn.Parameter(
-            torch.zeros(1, 1 + self.grid[0] * self.grid[1], config.hidden_size), requires_grad=False
-        )
+        # fixed sin-cos, as in MAE: a buffer, because transformers' loader makes every weight it loads trainable
+        self.register_buffer("position_embeddings", torch.zeros(1, 1 + self.grid[0] * self.grid[1], config.hidden_size))
 
     def random_masking(
         self, sequence: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None
@@ -406,9 +405,7 @@ class MiramDecoder(nn.Module):
         num_tokens = 1 + self.grid[0] * self.grid[1]
         self.decoder_embed = nn.Linear(config.hidden_size, config.decoder_hidden_size)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_hidden_size))
-        self.decoder_pos_embed = nn.Parameter(
-            torch.zeros(1, num_tokens, config.decoder_hidden_size), requires_grad=False
-        )
+        self.register_buffer("decoder_pos_embed", torch.zeros(1, num_tokens, config.decoder_hidden_size))  # fixed
         self.decoder_layers = nn.ModuleList(
             MiramLayer(
                 config,
@@ -454,6 +451,7 @@ class MiramPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    _can_compile_fullgraph = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -487,6 +485,8 @@ class MiramModel(MiramPreTrainedModel):
     """The MIRAM encoder: a ViT over the visible (unmasked) patches. With `mask_ratio=0` (in the config or the call)
     it encodes every patch, in grid order."""
 
+    _keys_to_ignore_on_load_unexpected = [r"^decoders\."]  # loaded from pretraining weights: the decoders stay out
+
     def __init__(self, config: MiramConfig):
         super().__init__(config)
         self.embeddings = MiramEmbeddings(config)
@@ -511,6 +511,7 @@ class MiramModel(MiramPreTrainedModel):
     def get_input_embeddings(self) -> MiramPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -519,7 +520,12 @@ class MiramModel(MiramPreTrainedModel):
         interpolate_pos_encoding: bool = False,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        target_pixel_values: Sequence[torch.Tensor] | None = None,
     ) -> MiramModelOutput:
+        r"""
+        target_pixel_values: a pretraining processor's reconstruction targets, ignored here, so that
+            `model(**processor(images))` works with the processor saved next to pretrained weights.
+        """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -576,9 +582,8 @@ class MiramForPreTraining(MiramPreTrainedModel):
         """MAE loss: per-patch MSE (targets optionally normalised per patch), averaged over the masked patches."""
         target = patch_targets(target, self.config.patch_size, self.config.norm_pix_loss)
         loss = ((logits - target) ** 2).mean(dim=-1)
-        if mask.sum() == 0:  # nothing masked (mask_ratio=0): plain auto-encoding of every patch
-            return loss.mean()
-        return (loss * mask).sum() / mask.sum()
+        masked = mask.sum()  # none (mask_ratio=0): plain auto-encoding of every patch; no Python branch, for compile
+        return torch.where(masked > 0, (loss * mask).sum() / masked.clamp(min=1), loss.mean())
 
     def scale_targets(
         self, pixel_values: torch.Tensor, target_pixel_values: Sequence[torch.Tensor] | None
@@ -611,6 +616,7 @@ class MiramForPreTraining(MiramPreTrainedModel):
                 )
         return list(target_pixel_values)
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -622,6 +628,7 @@ class MiramForPreTraining(MiramPreTrainedModel):
     ) -> MiramForPreTrainingOutput:
         outputs = self.miram(
             pixel_values,
+            return_dict=True,
             noise=noise,
             interpolate_pos_encoding=interpolate_pos_encoding,
             output_attentions=output_attentions,
@@ -749,6 +756,8 @@ class MiramForImageClassification(MiramPreTrainedModel):
     on the CLS token. Never masks. `problem_type` "single_label_classification" or "multi_label_classification"
     (or "regression"); inferred from the labels when unset, as in transformers."""
 
+    _keys_to_ignore_on_load_unexpected = [r"^decoders\."]  # loaded from pretraining weights: the decoders stay out
+
     def __init__(self, config: MiramConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -766,6 +775,7 @@ class MiramForImageClassification(MiramPreTrainedModel):
     def get_input_embeddings(self) -> MiramPatchEmbeddings:
         return self.miram.embeddings.patch_embeddings
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -773,9 +783,14 @@ class MiramForImageClassification(MiramPreTrainedModel):
         interpolate_pos_encoding: bool = False,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        target_pixel_values: Sequence[torch.Tensor] | None = None,
     ) -> ImageClassifierOutput:
+        r"""
+        target_pixel_values: a pretraining processor's reconstruction targets, ignored (see `MiramModel.forward`).
+        """
         outputs = self.miram(
             pixel_values,
+            return_dict=True,
             mask_ratio=0.0,
             interpolate_pos_encoding=interpolate_pos_encoding,
             output_attentions=output_attentions,

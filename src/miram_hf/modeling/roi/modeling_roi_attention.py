@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
-from .backbone import backbone_from_config, pooled_features
+from .backbone import BackboneModelMixin, backbone_from_config, pooled_features
 from .configuration_roi_attention import RoiAttentionConfig
 
 
@@ -86,7 +86,7 @@ def repulsive_contrastive_loss(
     return F.relu(similarity[dissimilar] - margin).mean()
 
 
-class RoiAttentionPreTrainedModel(PreTrainedModel):
+class RoiAttentionPreTrainedModel(BackboneModelMixin, PreTrainedModel):
     config_class = RoiAttentionConfig
     config: RoiAttentionConfig
     base_model_prefix = "backbone"
@@ -114,6 +114,7 @@ class RoiAttentionForImageClassification(RoiAttentionPreTrainedModel):
         self.classifier = nn.Linear(hidden, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,

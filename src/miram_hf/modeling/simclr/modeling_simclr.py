@@ -1,6 +1,7 @@
 """SimCLR (Chen et al. 2020): two views of each image, one encoder, NT-Xent between their projections."""
 
 import torch
+from transformers.utils import can_return_tuple
 
 from .backbone import backbone_from_config, pooled_features
 from .configuration_simclr import SimclrConfig
@@ -28,6 +29,7 @@ class SimclrForPreTraining(SimclrPreTrainedModel):
         self.criterion = NTXentLoss(config.loss_temperature)
         self.post_init()
 
+    @can_return_tuple
     def forward(self, pixel_values: torch.Tensor, **kwargs) -> JointEmbeddingOutput:
         """pixel_values: (batch, 2, channels, height, width), two views of each image."""
         embeddings = self.projector(pooled_features(self.backbone, views_first(pixel_values)))  # (2 * batch, dim)

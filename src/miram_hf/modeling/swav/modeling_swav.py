@@ -3,6 +3,7 @@
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import can_return_tuple
 
 from .backbone import backbone_from_config, pooled_features
 from .configuration_swav import SwavConfig
@@ -37,6 +38,7 @@ class SwavForPreTraining(SwavPreTrainedModel):
         self.queue: torch.Tensor | None = None
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self, pixel_values: torch.Tensor, local_pixel_values: torch.Tensor | None = None, **kwargs
     ) -> JointEmbeddingOutput:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_mammo_vae import MammoVaeConfig
 
@@ -109,6 +109,7 @@ class MammoVaeForPreTraining(MammoVaePreTrainedModel):
             for weight in weights
         )
 
+    @can_return_tuple
     def forward(self, pixel_values: torch.Tensor, **kwargs) -> MammoVaeForPreTrainingOutput:
         mu, logvar = self.encoder(pixel_values)
         z = sample_latent(mu, logvar)
@@ -142,10 +143,11 @@ class MammoVaeForImageClassification(MammoVaePreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs) -> "MammoVaeForImageClassification":
-        model = super().from_pretrained(*args, **kwargs)
-        model.encoder.requires_grad_(False)  # loading makes every floating-point weight trainable again
-        return model
+        loaded = super().from_pretrained(*args, **kwargs)  # (model, info) with output_loading_info=True
+        (loaded[0] if isinstance(loaded, tuple) else loaded).encoder.requires_grad_(False)  # loading unfreezes it
+        return loaded
 
+    @can_return_tuple
     def forward(
         self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
     ) -> MammoVaeImageClassifierOutput:

@@ -116,7 +116,8 @@ class WeightedTrainer(Trainer):
             groups = parameter_groups(
                 self.model, self.args.learning_rate, self.args.weight_decay, layer_decay=self.layer_decay
             )
-            self.optimizer = torch.optim.AdamW(groups, betas=(self.args.adam_beta1, self.args.adam_beta2))
+            optimizer_class, options = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)  # --optim
+            self.optimizer = optimizer_class(groups, **options)
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -295,7 +296,9 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     if args.linear_evaluation:  # the SSL papers' protocol: what a frozen encoder's features give a trained head
         model.base_model.requires_grad_(False)
     if args.frozen_backbone_epochs > 0:  # stage one: the head alone, on a frozen encoder; nothing of it is saved
-        model.base_model.requires_grad_(False)
+        trainable = [weight for weight in model.base_model.parameters() if weight.requires_grad]
+        for weight in trainable:
+            weight.requires_grad_(False)
         with tempfile.TemporaryDirectory() as scratch:
             head_only = dataclasses.replace(
                 training_args, output_dir=scratch, max_steps=-1, num_train_epochs=args.frozen_backbone_epochs,
@@ -304,23 +307,25 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
             )  # fmt: skip
             WeightedTrainer(model=model, args=head_only, train_dataset=train, data_collator=collate_classification,
                             class_weights=class_weights).train()  # fmt: skip
-        model.base_model.requires_grad_(True)
+        for weight in trainable:  # not the weights fixed by design (a DINOv2 backbone's mask token)
+            weight.requires_grad_(True)
     trainer = WeightedTrainer(
         model=model,
         args=training_args,
         train_dataset=train,
         eval_dataset=validation,
         data_collator=collate_classification,
+        processing_class=processor,  # saved with every checkpoint
         compute_metrics=compute_metrics,
         callbacks=callbacks,
         class_weights=class_weights,
         layer_decay=layer_decay,
     )
-    trainer.train()
+    resume = training_args.resume_from_checkpoint
+    trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)  # "latest": output_dir's newest
     evaluation = trainer.evaluate()
-    trainer.save_model()
+    trainer.save_model()  # the weights and the processor
     if trainer.is_world_process_zero():  # the folder, card and push once, not once per process
-        processor.save_pretrained(training_args.output_dir)
         add_remote_pipelines(training_args.output_dir)
         (Path(training_args.output_dir) / "data_splits.json").write_text(json.dumps(data_splits, indent=1))
         write_card(args, training_args, model.config, evaluation, data_splits, layer_decay, has_drop_path)

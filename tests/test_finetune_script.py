@@ -280,3 +280,22 @@ def test_a_second_fine_tuning_on_the_same_output_dir_is_refused(tmp_path):
     with pytest.raises(RuntimeError, match="in use by another run"):
         quick_finetune(pretrained(tmp_path / "pretrained"), output)
     assert not (output / "model.safetensors").exists()
+
+
+def test_fine_tuning_resumes_honours_optim_and_keeps_the_processor_in_checkpoints(tmp_path):
+    model_path = pretrained(tmp_path / "pretrained")
+    output = tmp_path / "finetuned"
+    quick_finetune(model_path, output, "--save_strategy", "steps", "--save_steps", "2", "--learning_rate", "1e-2")
+    checkpoint = output / "checkpoint-2"
+    assert (checkpoint / "preprocessor_config.json").exists()  # processing_class: every checkpoint holds it
+    # resumed at its last step, the run has nothing left to train: the model is the checkpoint's, exactly
+    quick_finetune(model_path, output, "--resume_from_checkpoint", "latest")
+    resumed = AutoModelForImageClassification.from_pretrained(output).state_dict()
+    saved = AutoModelForImageClassification.from_pretrained(checkpoint).state_dict()
+    assert all(torch.equal(resumed[name], weight) for name, weight in saved.items())
+    fresh = AutoModelForImageClassification.from_pretrained(model_path, num_labels=4).state_dict()
+    assert not torch.equal(saved["miram.layers.0.mlp.fc1.weight"], fresh["miram.layers.0.mlp.fc1.weight"])
+
+    quick_finetune(model_path, tmp_path / "sgd", "--save_strategy", "steps", "--save_steps", "2", "--optim", "sgd")
+    optimizer = torch.load(tmp_path / "sgd" / "checkpoint-2" / "optimizer.pt", weights_only=True)
+    assert "momentum" in optimizer["param_groups"][0] and "betas" not in optimizer["param_groups"][0]  # SGD's

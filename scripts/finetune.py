@@ -44,10 +44,15 @@ from miram_hf.metrics import classification_metrics
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
 from miram_hf.training import parameter_groups
 from miram_hf.training.checkpointing import run_lock
-from miram_hf.training.classification import classification_inputs, collate_classification, image_classifier
+from miram_hf.training.classification import (
+    classification_inputs,
+    collate_classification,
+    image_classifier,
+    with_lora,
+)
 from miram_hf.training.divergence import StopOnNonFiniteGradients, TrainingDivergedError, finite_everywhere
 from miram_hf.training.hub import push_folder_to_hub
-from miram_hf.training.model_card import render_model_card
+from miram_hf.training.model_card import CITATIONS, render_model_card
 from miram_hf.training.pretraining import is_backbone_preset
 
 logger = logging.getLogger("finetune")
@@ -83,6 +88,12 @@ class FinetuneArguments:
         default=None, metadata={"help": "the head-alone stage's learning rate (default: learning_rate)"}
     )
     linear_evaluation: bool = field(default=False, metadata={"help": "train the head alone, the encoder frozen"})
+    lora_r: int = field(default=0, metadata={"help": "LoRA adapters of this rank on the encoder (PEFT); 0: off"})
+    lora_alpha: float = field(default=16, metadata={"help": "LoRA's scale numerator (the update is alpha / r)"})
+    lora_dropout: float = field(default=0.0)
+    lora_target_modules: str | None = field(
+        default=None, metadata={"help": "comma-separated layer names to adapt (default: the attention's q and v)"}
+    )
     validation_fraction: float = field(
         default=0.1,
         metadata={"help": "for a collection without a validation split: the share of training patients carved into one "
@@ -139,6 +150,20 @@ class WeightedTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
+def classifier_architecture(config: PretrainedConfig) -> str:
+    """What the card says the classifier is."""
+    backbone = getattr(config, "backbone_config", None)
+    described = {
+        "miram": "a MIRAM encoder (ViT) with a linear head",
+        "mil": f"tiles through a {backbone.model_type if backbone else ''} backbone, {getattr(config, 'pooling', '')} "
+        "multiple-instance pooling, a linear head",
+        "roi_attention": f"region tokens of a {backbone.model_type if backbone else ''} backbone, attention pooling "
+        "around the breast's anchor, a linear head",
+        "mammo_vae": "the VAE-SSL encoder's latent read by a 228-parameter convolutional classifier",
+    }
+    return described.get(config.model_type, f"transformers' {type(config).__name__.removesuffix('Config')} classifier")
+
+
 def write_card(
     args: FinetuneArguments,
     training_args: TrainingArguments,
@@ -176,6 +201,10 @@ def write_card(
          "linear evaluation": args.linear_evaluation, "frozen-backbone epochs": args.frozen_backbone_epochs},
         results=results,
         base_model=args.model_name_or_path,
+        datasets=[args.dataset],
+        architecture=classifier_architecture(model_config),
+        method=model_config.model_type,
+        citations=CITATIONS.get({"mammo_vae": "vae"}.get(model_config.model_type, model_config.model_type), []),
         auto_class="AutoModelForImageClassification",
         usage=usage,
         pipeline_task="image-classification" if one_image_input else None,
@@ -293,6 +322,11 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
         layer_decay = None
     if args.linear_evaluation and args.frozen_backbone_epochs:
         raise ValueError("--linear_evaluation keeps the encoder frozen throughout: drop --frozen_backbone_epochs.")
+    if args.lora_r and (args.linear_evaluation or args.frozen_backbone_epochs):
+        raise ValueError("--lora_r adapts the encoder: drop --linear_evaluation and --frozen_backbone_epochs.")
+    if args.lora_r:
+        layers = args.lora_target_modules.split(",") if args.lora_target_modules else None
+        model = with_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, layers)
     if args.linear_evaluation:  # the SSL papers' protocol: what a frozen encoder's features give a trained head
         model.base_model.requires_grad_(False)
     if args.frozen_backbone_epochs > 0:  # stage one: the head alone, on a frozen encoder; nothing of it is saved
@@ -324,6 +358,10 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     resume = training_args.resume_from_checkpoint
     trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)  # "latest": output_dir's newest
     evaluation = trainer.evaluate()
+    if args.lora_r:  # the adapters alone, and the merged model that evaluate.py and the Hub load like any other
+        model.save_pretrained(Path(training_args.output_dir) / "lora_adapter",
+                              is_main_process=trainer.is_world_process_zero())  # fmt: skip
+        trainer.model = model = model.merge_and_unload()
     trainer.save_model()  # the weights and the processor
     if trainer.is_world_process_zero():  # the folder, card and push once, not once per process
         add_remote_pipelines(training_args.output_dir)

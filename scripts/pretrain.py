@@ -410,7 +410,8 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
         learned = what_it_learned(args, progress, held_out)
         for what, value in learned:
             logger.info("%s: %s", what, value)
-        write_card(args, config, output_dir, rows, global_batch, learning_rate, max_steps, learned)
+        probe = progress["probe_history"][-1] if progress["probe_history"] else None
+        write_card(args, config, output_dir, rows, global_batch, learning_rate, max_steps, learned, probe, held_out)
         (output_dir / "trainer_state.json").write_text(json.dumps(progress, indent=1))
         if args.push_to_hub:
             push_folder_to_hub(output_dir, args.hub_model_id, commit_message=f"Pretrained {max_steps} steps")
@@ -563,9 +564,10 @@ def augmentation(args: PretrainingArguments) -> str:
 
 def write_card(
     args: PretrainingArguments, config, output_dir: Path, rows: int | None, global_batch: int, learning_rate: float,
-    steps: int, learned: list[tuple[str, str]],
+    steps: int, learned: list[tuple[str, str]], probe: dict | None, held_out: datasets.Dataset | None,
 ) -> None:  # fmt: skip
-    """The model card: what was trained, on what data, with which recipe, and what it learned."""
+    """The model card: what was trained, on what data, with which recipe, and what it learned (the last probe as
+    model-index results)."""
     data = f"`{args.dataset}`" + (f" (`{args.dataset_config}`)" if args.dataset in BUILDERS else "")
     data += f": {rows} training images" if rows is not None else ", streamed"
     recipe = {
@@ -608,9 +610,18 @@ def write_card(
             "pipeline_task": None,
             "usage": "classifier = model.backbone_for_image_classification(num_labels=2)  # or the backbone/ folder",
         }
+    probe_split = "validation" if held_out is not None else "train (first images)"
+    results = [
+        {"dataset_name": f"{args.probe_dataset} `{args.probe_label_column}` (encoder probe)",
+         "dataset_type": args.probe_dataset, "dataset_split": probe_split, "metric_type": metric,
+         "metric_value": probe[metric], "task_type": "image-classification"}
+        for metric in ("linear_accuracy", "linear_roc_auc", "knn_accuracy", "knn_roc_auc")
+        if probe is not None and metric in probe
+    ]  # fmt: skip
     card = render_model_card(
         args.hub_model_id or output_dir.name, "pretraining", data, recipe, architecture=architecture,
-        citations=CITATIONS[args.model_type], learned=learned, **loading,
+        method=args.model_type, citations=CITATIONS[args.model_type], learned=learned, results=results,
+        datasets=[Path(args.dataset).name if Path(args.dataset).exists() else args.dataset], **loading,
     )  # fmt: skip
     card.save(output_dir / "README.md")
 

@@ -299,3 +299,27 @@ def test_fine_tuning_resumes_honours_optim_and_keeps_the_processor_in_checkpoint
     quick_finetune(model_path, tmp_path / "sgd", "--save_strategy", "steps", "--save_steps", "2", "--optim", "sgd")
     optimizer = torch.load(tmp_path / "sgd" / "checkpoint-2" / "optimizer.pt", weights_only=True)
     assert "momentum" in optimizer["param_groups"][0] and "betas" not in optimizer["param_groups"][0]  # SGD's
+
+
+def test_lora_adapters_train_save_and_reload_on_the_base_model(tmp_path):
+    from peft import PeftModel
+
+    model_path = pretrained(tmp_path / "pretrained")
+    output = tmp_path / "lora"
+    quick_finetune(model_path, output, "--lora_r", "4", "--learning_rate", "1e-2", "--max_steps", "3")
+    adapter = output / "lora_adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert sorted(config["target_modules"]) == ["q_proj", "v_proj"] and config["r"] == 4
+    assert set(config["modules_to_save"]) == {"fc_norm", "classifier"}  # the head trains whole
+    merged = AutoModelForImageClassification.from_pretrained(output).eval()  # what evaluate.py and the Hub load
+    base = AutoModelForImageClassification.from_pretrained(model_path, num_labels=4, id2label=merged.config.id2label,
+                                                           label2id=merged.config.label2id)  # fmt: skip
+    pretrained_q = base.miram.layers[0].attention.q_proj.weight.clone()
+    reloaded = PeftModel.from_pretrained(base, adapter).eval()
+    images = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(pixel_values=images).logits, merged(pixel_values=images).logits)
+    assert not torch.equal(merged.miram.layers[0].attention.q_proj.weight, pretrained_q)  # the adapters trained
+    torch.testing.assert_close(merged.miram.layers[0].mlp.fc1.weight, base.miram.layers[0].mlp.fc1.weight)  # frozen
+    with pytest.raises(ValueError, match="--lora_r adapts the encoder"):
+        quick_finetune(model_path, tmp_path / "both", "--lora_r", "4", "--linear_evaluation", "true")

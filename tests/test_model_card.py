@@ -1,6 +1,6 @@
 from huggingface_hub import ModelCard
 
-from miram_hf.training.model_card import render_model_card
+from miram_hf.training.model_card import CITATIONS, is_hub_model_id, render_model_card
 
 RESULTS = [
     {"dataset_name": "CBIS-DDSM", "dataset_type": "cbis-ddsm", "dataset_split": "test", "metric_type": "roc_auc",
@@ -19,6 +19,9 @@ def test_card_has_model_index_recipe_and_use_limits(tmp_path):
         results=RESULTS,
         base_model="org/miram-vitb-pretrained",
         datasets=["cbis-ddsm"],
+        architecture="MIRAM: a ViT masked autoencoder with one decoder per reconstruction scale",
+        method="miram",
+        citations=CITATIONS["miram"],
     )
     card.save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")
@@ -34,6 +37,18 @@ def test_card_has_model_index_recipe_and_use_limits(tmp_path):
 
 
 def test_card_without_results():
-    card = render_model_card("org/miram-pretrained", "pretraining", "synthetic phantom", {"steps": 100})
+    card = render_model_card("org/byol-pretrained", "pretraining", "synthetic phantom", {"steps": 100},
+                             architecture="BYOL", method="byol", citations=CITATIONS["byol"])  # fmt: skip
     assert card.data.eval_results is None and "Not evaluated on a downstream task yet." in card.text
     assert card.data.pipeline_tag == "image-feature-extraction"
+    assert "byol" in card.data.tags and "miram" not in card.data.tags and "self-supervised-learning" in card.data.tags
+    assert "Grill" in card.text and "MIRAM" not in card.text
+
+
+def test_a_local_base_model_stays_out_of_the_metadata(tmp_path):
+    local = tmp_path / "my-pretraining-run"
+    local.mkdir()
+    card = render_model_card("org/resnet-finetuned", "image-classification", "phantom", {}, base_model=str(local),
+                             architecture="ResNet-50", method="resnet", citations=[])  # fmt: skip
+    assert card.data.base_model is None and "`my-pretraining-run`" in card.text and str(tmp_path) not in card.text
+    assert not is_hub_model_id("vit-base") and is_hub_model_id("org/miram-vitb")

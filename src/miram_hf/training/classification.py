@@ -74,6 +74,32 @@ def image_classifier(
     return wrapper
 
 
+LORA_PROJECTIONS = ("q_proj", "v_proj", "query", "value")  # attention's query and value: LoRA's default targets
+
+
+def with_lora(
+    model: PreTrainedModel, rank: int, alpha: float, dropout: float = 0.0, target_modules: list[str] | None = None
+):
+    """`model` with LoRA adapters (PEFT, `pip install miram_hf[lora]`) on its backbone's `target_modules` (by default
+    the attention's query and value projections: `q_proj`/`v_proj` in MIRAM and transformers 5's ViT and DINOv2),
+    and everything outside the backbone (the head, MIL / RoI pooling) trained whole and saved with the adapters."""
+    from peft import LoraConfig, get_peft_model
+
+    backbone = model.base_model
+    if target_modules is None:
+        linear = [name for name, module in backbone.named_modules() if isinstance(module, torch.nn.Linear)]
+        target_modules = sorted({name.rsplit(".", 1)[-1] for name in linear if name.endswith(LORA_PROJECTIONS)})
+        if not target_modules:
+            raise ValueError(
+                f"No attention projections ({', '.join(LORA_PROJECTIONS)}) in the {model.config.model_type} backbone "
+                "for LoRA: name the layers to adapt with --lora_target_modules."
+            )
+    heads = [name for name, child in model.named_children() if child is not backbone]
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+                        modules_to_save=heads)  # fmt: skip
+    return get_peft_model(model, config)
+
+
 def classification_inputs(
     config: PretrainedConfig, processor: MammographyImageProcessor, images: list, augment: Compose | None = None
 ) -> list[dict[str, torch.Tensor]]:
@@ -113,4 +139,4 @@ def collate_classification(rows: list[dict]) -> dict:
     return {**batch, "pixel_values": pixel_values, "tile_mask": tile_mask}
 
 
-__all__ = ["classification_inputs", "collate_classification", "image_classifier"]
+__all__ = ["LORA_PROJECTIONS", "classification_inputs", "collate_classification", "image_classifier", "with_lora"]

@@ -1,11 +1,12 @@
-"""Model cards rendered with huggingface_hub from the templates in `model_cards/`, with `model-index` results."""
+"""Model cards rendered with huggingface_hub from the templates in `model_cards/` (shipped with the package), with
+`model-index` results."""
 
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import validate_repo_id
 
-# The card templates live in the repository's model_cards/ (the training scripts run from a checkout).
-TEMPLATES = Path(__file__).resolve().parents[3] / "model_cards"
+TEMPLATES = Path(__file__).resolve().parent / "model_cards"
 MIRAM_CITATION = (
     "MIRAM: Masked Image Reconstruction Across Multiple Scales for Breast Lesion Risk Prediction (cite the paper as "
     "published)."
@@ -32,32 +33,48 @@ CITATIONS = {
 }  # fmt: skip
 
 
+def is_hub_model_id(name: str | None) -> bool:
+    """Whether `name` reads as a Hub model id (`org/name`) rather than a local folder or a preset name."""
+    if not name or "/" not in name or Path(name).exists() or name.startswith((".", "/", "~")):
+        return False
+    try:
+        validate_repo_id(name)
+    except ValueError:
+        return False
+    return True
+
+
 def render_model_card(
     model_id: str,
     task: str,
     training_data: str,
     recipe: dict,
+    *,
+    architecture: str,
+    method: str,
+    citations: list[str],
     results: list[dict] | None = None,
     base_model: str | None = None,
     datasets: list[str] | None = None,
     template: str = "miram.md",
-    architecture: str = "MIRAM: a ViT masked autoencoder with one decoder per reconstruction scale",
     license: str = "apache-2.0",
     auto_class: str = "AutoModel",
     usage: str = 'features = model(**processor("mammogram.dcm"), mask_ratio=0.0).last_hidden_state',
     pipeline_task: str | None = "image-feature-extraction",
-    citations: list[str] | None = None,
     learned: list[tuple[str, str]] | None = None,
 ) -> ModelCard:
-    """A card for `model_id`: what it is, the data and recipe actually used, `results` (dicts with dataset_name,
-    dataset_type, dataset_split, metric_type, metric_value, task_type) as `model-index`, intended use and limits
-    (research only), how to load it with and without the package (`auto_class`, then the `usage` line, and the
-    `pipeline_task` its folder carries a pipeline for), what to cite (`citations`, by default MIRAM's and MAE's
-    papers) and, for a pretrained model, what it learned (`learned`: (what, value) rows, e.g. its reconstruction
-    loss against a trivial baseline and its probe against the random encoder's)."""
+    """A card for `model_id`: what it is (`architecture`, tagged with its `method`), the data (`datasets`: Hub ids
+    where the data has one, the collection's name otherwise) and recipe actually used, `results` (dicts with
+    dataset_name, dataset_type, dataset_split, metric_type, metric_value, task_type) as `model-index`, intended use
+    and limits (research only), how to load it with and without the package (`auto_class`, then the `usage` line,
+    and the `pipeline_task` its folder carries a pipeline for), what to cite (`citations`) and, for a pretrained
+    model, what it learned (`learned`: (what, value) rows, e.g. its reconstruction loss against a trivial baseline and
+    its probe against the random encoder's). `base_model` goes into the metadata only when it is a Hub id; a local
+    folder is named by its last part in the text."""
     template_path = TEMPLATES / template
     if not template_path.is_file():
-        raise FileNotFoundError(f"No model card template at {template_path}: run from a miram_hf checkout.")
+        raise FileNotFoundError(f"No model card template {template!r} in {TEMPLATES}.")
+    started_from = base_model if base_model is None or is_hub_model_id(base_model) else Path(base_model).name
     eval_results = [
         EvalResult(
             task_type=result.get("task_type", "image-classification"),
@@ -73,9 +90,10 @@ def render_model_card(
         model_name=model_id.split("/")[-1],
         library_name="transformers",
         pipeline_tag="image-classification" if task == "image-classification" else "image-feature-extraction",
-        tags=["mammography", "self-supervised-learning", "miram", "medical-imaging", "research-only"],
+        tags=["mammography", "medical-imaging", "research-only", method]
+        + (["self-supervised-learning"] if task == "pretraining" else []),
         license=license,
-        base_model=base_model,
+        base_model=base_model if is_hub_model_id(base_model) else None,
         datasets=datasets,
         metrics=sorted({result.metric_type for result in eval_results}) or None,
         eval_results=eval_results or None,
@@ -88,13 +106,13 @@ def render_model_card(
         model_description=f"`{model_id}` ({task}) was trained with miram_hf: {architecture}.",
         architecture=architecture,
         task=task,
-        base_model=base_model,
+        base_model=started_from,
         training_data=training_data,
         recipe=recipe,
         results=eval_results,
         auto_class=auto_class,
         usage=usage,
         pipeline_task=pipeline_task,
-        citations=citations if citations is not None else CITATIONS["miram"],
+        citations=citations,
         learned=learned or [],
     )

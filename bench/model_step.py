@@ -9,6 +9,8 @@ Three measurements (see bench/README.md for results and how to read them):
 2. `scaling`: forward + backward of one decoder block (MAE's decoder width) with each attention at 196, 784 and 3136
    tokens (14x14, 28x28 and 56x56 grids), to show how each variant's cost grows with the token count.
 3. `throughput` (GPU only): bf16 autocast training images/s of ViT-B/16 at 224 px for ViTMAE and MIRAM.
+4. `compile`: the optimizer step of `torch.compile(model)` (inductor) against the same model eager, for ViTMAE and
+   MIRAM [1, 2], interleaved round by round, and how long the first (compiling) step took.
 
     python bench/model_step.py --preset vit-small --batch-size 8 --rounds 10           # CPU
     python bench/model_step.py --preset vit-base --batch-size 64 --rounds 20 --device cuda
@@ -174,6 +176,38 @@ def measure_throughput(args, device: torch.device) -> dict:
     return results
 
 
+def measure_compile(args, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    pixel_values = torch.rand(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    noise = torch.rand(args.batch_size, (args.image_size // 16) ** 2, device=device)
+    setups, results = {}, {}
+    for name in ("vit_mae", "miram[1,2]:sdpa"):
+        for compiled in (False, True):
+            model = build(name, args.preset, args.image_size).to(device).train()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            start = time.perf_counter()
+            step_model = torch.compile(model) if compiled else model
+            train_step(step_model, optimizer, pixel_values, noise, None)
+            if compiled:
+                results[name] = {"first_compiled_step_s": round(time.perf_counter() - start, 1)}
+            for _ in range(args.warmup):
+                train_step(step_model, optimizer, pixel_values, noise, None)
+            setups[name, compiled] = (step_model, optimizer)
+    times = {key: [] for key in setups}
+    for _ in range(args.rounds):
+        for key, (model, optimizer) in setups.items():
+            synchronize(device)
+            start = time.perf_counter()
+            train_step(model, optimizer, pixel_values, noise, None)
+            synchronize(device)
+            times[key].append(time.perf_counter() - start)
+    for name in results:
+        eager, compiled = statistics.median(times[name, False]), statistics.median(times[name, True])
+        results[name] |= {"eager_ms": round(1000 * eager, 2), "compiled_ms": round(1000 * compiled, 2),
+                          "compiled_over_eager": round(compiled / eager, 3)}  # fmt: skip
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="vit-small")
@@ -184,7 +218,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cpu-memory", action="store_true", help="peak RSS per model in subprocesses (CPU only)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["ratio", "scaling", "throughput"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["ratio", "scaling", "throughput", "compile"])
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -200,8 +234,12 @@ def main() -> None:
         report["scaling"] = measure_scaling(args, device)
     if device.type == "cuda" and "throughput" not in args.skip:
         report["throughput_images_per_s_bf16"] = measure_throughput(args, device)
+    if "compile" not in args.skip:
+        report["compile"] = measure_compile(args, device)
     args.output.mkdir(parents=True, exist_ok=True)
-    path = args.output / f"model_step_{device.type}_{args.preset}.json"
+    measured = [key for key in ("ratio", "scaling", "compile") if key in report]
+    suffix = "" if len(measured) == 3 else "_" + "_".join(measured)  # a partial run keeps the full one's file
+    path = args.output / f"model_step_{device.type}_{args.preset}{suffix}.json"
     path.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     print(f"written to {path}")

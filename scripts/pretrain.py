@@ -150,6 +150,8 @@ class PretrainingArguments:
         default="stop", metadata={"help": "stop, or skip: what a NaN or infinite loss (a diverging run) does"}
     )
     mixed_precision: str | None = field(default=None, metadata={"help": "no, fp16 or bf16 (default: accelerate's)"})
+    torch_compile: bool = field(default=False, metadata={"help": "compile the model (torch.compile, via accelerate)"})
+    torch_compile_backend: str = field(default="inductor", metadata={"help": "torch.compile's backend"})
     save_steps: int = field(default=500)
     save_total_limit: int | None = field(default=2)
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder or `latest`"})
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
+        dynamo_backend=args.torch_compile_backend if args.torch_compile else None,
         log_with=None if args.report_to == "none" else args.report_to,
         project_dir=str(Path(args.output_dir) / "runs"),
     )

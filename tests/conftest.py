@@ -107,3 +107,24 @@ def record_hub_commits(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 @pytest.fixture
 def fake_hub(monkeypatch) -> list[dict]:
     return record_hub_commits(monkeypatch)
+
+
+def run_card_code(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Runs the Python blocks of `folder`'s model card as a reader would: from the folder's parent (the card names the
+    model by its folder name), with a CBIS-DDSM-format `mammogram.dcm` there. The first block (with miram_hf) runs in
+    this process and its namespace is returned; the second (transformers alone) in a child process where miram_hf
+    cannot be imported."""
+    from dicom_factory import cbis_ddsm_dicom
+
+    blocks = (folder / "README.md").read_text().split("```python\n")[1:]
+    code = [block.split("```")[0] for block in blocks]
+    assert len(code) == 2, f"expected the two loading blocks, found {len(code)}"
+    cbis_ddsm_dicom(folder.parent / "mammogram.dcm")
+    monkeypatch.chdir(folder.parent)
+    namespace: dict = {}
+    exec(compile(code[0], str(folder / "README.md"), "exec"), namespace)
+    child = WITHOUT_MIRAM_HF + "\nhide_miram_hf()\n" + code[1]
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=folder.parent,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return namespace

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from cbis_ddsm_factory import standard_cases, write_cbis_ddsm
-from conftest import launch_on_two_cpu_processes, tiny_miram_config
+from conftest import launch_on_two_cpu_processes, run_card_code, tiny_miram_config
 from transformers import (
     AutoModelForImageClassification,
     Dinov2Config,
@@ -69,7 +69,7 @@ def test_two_processes_fine_tune_through_accelerate_launch(tmp_path):
     assert "model-index" in (output / "README.md").read_text()
 
 
-def test_finetune_a_pretrained_miram_on_phantom_lesions(tmp_path):
+def test_finetune_a_pretrained_miram_on_phantom_lesions(tmp_path, monkeypatch):
     model_path = pretrained(tmp_path / "pretrained")
     output = tmp_path / "finetuned"
     evaluation = finetune.main(
@@ -90,6 +90,8 @@ def test_finetune_a_pretrained_miram_on_phantom_lesions(tmp_path):
         in (output / "README.md").read_text()
     )
     assert (output / "preprocessor_config.json").exists()
+    probabilities = run_card_code(output, monkeypatch)["probabilities"]
+    assert probabilities.shape == (1, 4) and torch.allclose(probabilities.sum(-1), torch.ones(1))
 
 
 def test_finetune_mass_margins_multi_label_and_push(tmp_path, fake_hub):

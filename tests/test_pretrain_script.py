@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from conftest import launch_on_two_cpu_processes, tiny_miram_config
+from conftest import launch_on_two_cpu_processes, run_card_code, tiny_miram_config
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import (
@@ -78,6 +78,12 @@ def test_a_run_leaves_a_loadable_model_card_pictures_and_checkpoints(straight_ru
     assert [record["step"] for record in state["log_history"]] == [1, 2, 3, 4, 5, 6]
     assert state["epoch"] >= 2 and state["processes"][0]["images"] == 24
     assert json.loads((output / "trainer_state.json").read_text())["step"] == 6
+
+
+def test_the_cards_code_runs_as_written_on_a_dicom(straight_run, monkeypatch):
+    root, _ = straight_run
+    namespace = run_card_code(root / "straight", monkeypatch)
+    assert namespace["features"].shape == (1, 17, 32)  # every patch of the 32 px input, and the CLS token
 
 
 def test_resuming_at_step_3_ends_with_the_weights_of_the_straight_run(straight_run):
@@ -540,3 +546,18 @@ def test_byol_pretrains_on_tiled_patches_of_a_chosen_size(tmp_path):
     )  # fmt: skip
     assert state["step"] == 1 and state["processes"][0]["images"] == 4
     assert "`tiles`" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_a_compiled_run_trains_as_the_eager_one_and_resumes(straight_run):
+    root, straight = straight_run
+    compiled = ["--torch_compile", "true", "--torch_compile_backend", "eager"]  # dynamo's tracing, no C++ build
+
+    def run(output_dir: Path, *extra: str) -> dict:
+        return pretrain.main(arguments(root / "config", output_dir, root / "cache", *compiled, *extra))
+
+    state = run(root / "compiled")
+    assert_same_weights(root / "compiled", root / "straight")
+    assert state["log_history"] == straight["log_history"]
+    assert not any("_orig_mod" in key for key in load_file(root / "compiled" / "model.safetensors"))
+    resume_from_a_copy(run, root / "straight", root / "compiled-resumed", "checkpoint-3")
+    assert_same_weights(root / "compiled-resumed", root / "straight")

@@ -66,6 +66,20 @@ def train_step(model, optimizer, pixel_values, noise, autocast_dtype) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
+def interleaved_step_times(setups: dict, pixel_values, noise, rounds: int, device: torch.device) -> dict:
+    """Seconds of each optimizer step of every (model, optimizer) in `setups`, interleaved: each round times every
+    model once, so that machine noise hits all alike."""
+    times = {key: [] for key in setups}
+    for _ in range(rounds):
+        for key, (model, optimizer) in setups.items():
+            synchronize(device)
+            start = time.perf_counter()
+            train_step(model, optimizer, pixel_values, noise, None)
+            synchronize(device)
+            times[key].append(time.perf_counter() - start)
+    return times
+
+
 def measure_ratio(args, device: torch.device) -> dict:
     torch.manual_seed(0)
     pixel_values = torch.rand(args.batch_size, 3, args.image_size, args.image_size, device=device)
@@ -77,14 +91,7 @@ def measure_ratio(args, device: torch.device) -> dict:
         for _ in range(args.warmup):
             train_step(model, optimizer, pixel_values, noise, None)
         setups[name] = (model, optimizer)
-    times = {name: [] for name in setups}
-    for _ in range(args.rounds):  # interleaved: each round times every model once
-        for name, (model, optimizer) in setups.items():
-            synchronize(device)
-            start = time.perf_counter()
-            train_step(model, optimizer, pixel_values, noise, None)
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
+    times = interleaved_step_times(setups, pixel_values, noise, args.rounds, device)
     reference = statistics.median(times["vit_mae"])
     results = {}
     for name, samples in times.items():
@@ -193,14 +200,7 @@ def measure_compile(args, device: torch.device) -> dict:
             for _ in range(args.warmup):
                 train_step(step_model, optimizer, pixel_values, noise, None)
             setups[name, compiled] = (step_model, optimizer)
-    times = {key: [] for key in setups}
-    for _ in range(args.rounds):
-        for key, (model, optimizer) in setups.items():
-            synchronize(device)
-            start = time.perf_counter()
-            train_step(model, optimizer, pixel_values, noise, None)
-            synchronize(device)
-            times[key].append(time.perf_counter() - start)
+    times = interleaved_step_times(setups, pixel_values, noise, args.rounds, device)
     for name in results:
         eager, compiled = statistics.median(times[name, False]), statistics.median(times[name, True])
         results[name] |= {"eager_ms": round(1000 * eager, 2), "compiled_ms": round(1000 * compiled, 2),

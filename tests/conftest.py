@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import ResNetConfig, ViTConfig
 
 from miram_hf import MiramConfig
 
@@ -42,6 +43,15 @@ def launch_on_two_cpu_processes(
         environment["PYTHONPATH"] = os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")])
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+def tiny_vit_config(image_size: int = 32, num_hidden_layers: int = 1) -> ViTConfig:
+    return ViTConfig(image_size=image_size, patch_size=8, num_channels=1, hidden_size=32,
+                     num_hidden_layers=num_hidden_layers, num_attention_heads=2, intermediate_size=64)  # fmt: skip
+
+
+def tiny_resnet_config() -> ResNetConfig:
+    return ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
 
 
 def tiny_miram_config(**overrides) -> MiramConfig:

@@ -6,8 +6,8 @@ compile and the processor's full output accepted."""
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_miram_config
-from transformers import AutoModel, Dinov2Config, ResNetConfig, ViTConfig
+from conftest import tiny_miram_config, tiny_resnet_config, tiny_vit_config
+from transformers import AutoModel, Dinov2Config
 
 from miram_hf import (
     ByolConfig,
@@ -30,15 +30,6 @@ from miram_hf.modeling.roi import RoiAttentionConfig, RoiAttentionForImageClassi
 from miram_hf.modeling.vae import MammoVaeConfig, MammoVaeForImageClassification, MammoVaeForPreTraining
 
 
-def vit() -> ViTConfig:
-    return ViTConfig(image_size=16, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=1,
-                     num_attention_heads=2, intermediate_size=64)  # fmt: skip
-
-
-def resnet() -> ResNetConfig:
-    return ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
-
-
 def dinov2() -> Dinov2Config:
     return Dinov2Config(image_size=16, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=64)  # fmt: skip
@@ -50,13 +41,15 @@ def images(*shape: int) -> torch.Tensor:
 
 HEADS = dict(projection_hidden_size=32, projection_size=16)
 JOINT = {
-    ByolForPreTraining: ByolConfig(backbone_config=vit(), **HEADS),
-    MocoV3ForPreTraining: MocoV3Config(backbone_config=vit(), **HEADS),
-    SimclrForPreTraining: SimclrConfig(backbone_config=resnet(), **HEADS),
+    ByolForPreTraining: ByolConfig(backbone_config=tiny_vit_config(16), **HEADS),
+    MocoV3ForPreTraining: MocoV3Config(backbone_config=tiny_vit_config(16), **HEADS),
+    SimclrForPreTraining: SimclrConfig(backbone_config=tiny_resnet_config(), **HEADS),
     DinoForPreTraining: DinoConfig(
-        backbone_config=vit(), head_hidden_size=32, head_bottleneck_size=16, head_output_size=64
+        backbone_config=tiny_vit_config(16), head_hidden_size=32, head_bottleneck_size=16, head_output_size=64
     ),  # fmt: skip
-    SwavForPreTraining: SwavConfig(backbone_config=vit(), num_prototypes=20, freeze_prototypes_steps=0, **HEADS),
+    SwavForPreTraining: SwavConfig(
+        backbone_config=tiny_vit_config(16), num_prototypes=20, freeze_prototypes_steps=0, **HEADS
+    ),
 }
 MIRAM = tiny_miram_config(num_channels=1)
 CASES = {  # name: (model class, config, inputs)
@@ -86,12 +79,12 @@ CASES = {  # name: (model class, config, inputs)
     },
     "mil-vit": (
         MilForImageClassification,
-        MilConfig(backbone_config=vit(), attention_hidden_size=8, tile_size=16, num_labels=2),
+        MilConfig(backbone_config=tiny_vit_config(16), attention_hidden_size=8, tile_size=16, num_labels=2),
         {"pixel_values": images(2, 3, 1, 16, 16), "labels": torch.tensor([0, 1])},
     ),  # fmt: skip
     "mil-resnet": (
         MilForImageClassification,
-        MilConfig(backbone_config=resnet(), attention_hidden_size=8, tile_size=16, num_labels=2),
+        MilConfig(backbone_config=tiny_resnet_config(), attention_hidden_size=8, tile_size=16, num_labels=2),
         {"pixel_values": images(2, 3, 1, 16, 16)},
     ),  # fmt: skip
     "roi": (

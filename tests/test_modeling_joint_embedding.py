@@ -9,12 +9,11 @@ import textwrap
 
 import pytest
 import torch
-from conftest import WITHOUT_MIRAM_HF, tiny_miram_config
+from conftest import WITHOUT_MIRAM_HF, tiny_miram_config, tiny_resnet_config, tiny_vit_config
 from safetensors.torch import save_file
 from transformers import (
     AutoConfig,
     AutoModelForPreTraining,
-    ResNetConfig,
     ResNetForImageClassification,
     Trainer,
     TrainingArguments,
@@ -36,15 +35,10 @@ from miram_hf.training.callbacks import JointEmbeddingCallback
 
 
 def tiny_vit() -> ViTConfig:
-    return ViTConfig(image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    return tiny_vit_config(num_hidden_layers=2)
 
 
-def tiny_resnet() -> ResNetConfig:
-    return ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
-
-
-BACKBONES = {"vit": tiny_vit, "resnet": tiny_resnet}
+BACKBONES = {"vit": tiny_vit, "resnet": tiny_resnet_config}
 TINY_HEADS = {
     SimclrConfig: dict(projection_hidden_size=32, projection_size=16),
     ByolConfig: dict(projection_hidden_size=32, projection_size=16),
@@ -209,7 +203,7 @@ def test_swav_queue_joins_the_sinkhorn_batch_once_filled():
 
 @pytest.mark.parametrize(
     "backbone_config, classifier_class",
-    [(tiny_vit(), ViTForImageClassification), (tiny_resnet(), ResNetForImageClassification)],
+    [(tiny_vit(), ViTForImageClassification), (tiny_resnet_config(), ResNetForImageClassification)],
 )
 def test_the_backbone_exports_as_a_ready_image_classifier(backbone_config, classifier_class, tmp_path):
     model = ByolForPreTraining(ByolConfig(backbone_config=backbone_config, **TINY_HEADS[ByolConfig]))

@@ -109,3 +109,26 @@ def test_padding_never_reaches_the_backbone_so_batchnorm_ignores_it():
     other_padding = pixel_values.clone()
     other_padding[0, 3:] = torch.rand(2, 1, 16, 16)  # only what the mask hides changes
     torch.testing.assert_close(model(pixel_values, tile_mask).logits, model(other_padding, tile_mask).logits)
+
+
+def test_self_attention_pooling_computes_as_torchs_multihead_attention_and_survives_disk_offload(tmp_path):
+    from miram_hf.modeling.mil.modeling_mil import MilMultiheadAttention
+
+    reference = torch.nn.MultiheadAttention(32, 4, batch_first=True)
+    ours = MilMultiheadAttention(32, 4)
+    ours.load_state_dict(reference.state_dict())  # the same weight names
+    tokens = torch.randn(2, 6, 32)
+    padding = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])
+    expected, expected_weights = reference(tokens, tokens, tokens, key_padding_mask=padding, need_weights=True)
+    output, weights = ours(tokens, key_padding_mask=padding)
+    torch.testing.assert_close(output, expected)
+    torch.testing.assert_close(weights, expected_weights)
+
+    model = tiny_mil("self_attention")
+    model.save_pretrained(tmp_path / "mil")
+    offloaded = MilForImageClassification.from_pretrained(
+        tmp_path / "mil", device_map={"backbone": "cpu", "pooling": "disk", "dropout": "cpu", "classifier": "cpu"},
+        offload_folder=str(tmp_path / "offload"),
+    )  # fmt: skip
+    with torch.no_grad():
+        torch.testing.assert_close(offloaded(bag()).logits, model(bag()).logits)

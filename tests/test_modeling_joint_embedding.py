@@ -295,3 +295,19 @@ def test_each_view_has_its_own_forward_pass_as_in_the_reference_code(config_clas
         model.projector(model.backbone(inputs["pixel_values"][:, 0]).pooler_output.flatten(1))
     )
     torch.testing.assert_close(outputs.embeddings[:4], first_view_alone)
+
+
+@pytest.mark.parametrize(("config_class", "offloaded"), [(DinoConfig, "head"), (SwavConfig, "prototypes")],
+                         ids=["dino", "swav"])  # fmt: skip
+def test_a_head_offloaded_to_disk_computes_as_in_memory(config_class, offloaded, tmp_path):
+    """accelerate loads an offloaded module's weights when the module is called: DINO's last layer and SwAV's
+    prototypes are modules that read their weights in their own forward."""
+    model = tiny_model(config_class).eval()
+    model.save_pretrained(tmp_path / "model")
+    device_map = {name: "cpu" for name, _ in model.named_children()} | {offloaded: "disk"}
+    loaded = type(model).from_pretrained(tmp_path / "model", device_map=device_map,
+                                         offload_folder=str(tmp_path / "offload")).eval()  # fmt: skip
+    for each in (model, loaded):
+        each.start_training_step(1, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**views(config_class)).loss, model(**views(config_class)).loss)

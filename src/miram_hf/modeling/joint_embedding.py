@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as distributed_functional
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
@@ -99,6 +100,21 @@ def zero_gradient(tensor: torch.Tensor) -> torch.Tensor:
     """`tensor`'s value with a zero gradient: a parameter frozen for a step yet still in the graph, which DDP needs
     from every parameter it reduces (a detached one would stall its reducer)."""
     return tensor.detach() + 0.0 * tensor
+
+
+class PrototypeLinear(nn.Linear):
+    """A bias-free linear layer onto prototypes (SwAV) or DINO's output dimensions, its rows L2-normalised in the
+    product with `normalize_rows` (DINO's weight-normalised last layer), its gradient held at zero on `frozen` steps
+    (DINO's frozen last layer, SwAV's frozen prototypes). The weight is read in the layer's own forward, so that
+    accelerate's offloading hooks, which load a module's weights when it is called, see it."""
+
+    def __init__(self, in_features: int, out_features: int, normalize_rows: bool = False):
+        super().__init__(in_features, out_features, bias=False)
+        self.normalize_rows = normalize_rows
+
+    def forward(self, inputs: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        weight = zero_gradient(self.weight) if frozen else self.weight
+        return F.linear(inputs, F.normalize(weight, dim=-1) if self.normalize_rows else weight)
 
 
 def is_distributed() -> bool:

@@ -13,9 +13,9 @@ from .configuration_dino import DinoConfig
 from .joint_embedding import (
     JointEmbeddingOutput,
     JointEmbeddingPreTrainedModel,
+    PrototypeLinear,
     projection_mlp,
     views_first,
-    zero_gradient,
 )
 from .loss_dino import DinoLoss
 
@@ -28,12 +28,10 @@ class DinoHead(nn.Module):
         super().__init__()
         dims = [config.backbone_hidden_size] + [config.head_hidden_size] * (config.head_layers - 1)
         self.mlp = projection_mlp(dims + [config.head_bottleneck_size], batch_norm=False, activation=nn.GELU)
-        self.last_layer = nn.Linear(config.head_bottleneck_size, config.head_output_size, bias=False)
+        self.last_layer = PrototypeLinear(config.head_bottleneck_size, config.head_output_size, normalize_rows=True)
 
     def forward(self, features: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
-        bottleneck = F.normalize(self.mlp(features), dim=-1)
-        weight = zero_gradient(self.last_layer.weight) if freeze_last_layer else self.last_layer.weight
-        return F.linear(bottleneck, F.normalize(weight, dim=-1))
+        return self.last_layer(F.normalize(self.mlp(features), dim=-1), frozen=freeze_last_layer)
 
 
 class DinoPreTrainedModel(JointEmbeddingPreTrainedModel):

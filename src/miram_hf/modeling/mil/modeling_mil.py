@@ -2,9 +2,11 @@
 attention (Ilse, Tomczak and Welling 2018, "Attention-based Deep Multiple Instance Learning", eq. 9) or
 self-attention pooling, then a linear classifier."""
 
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput, can_return_tuple
@@ -52,6 +54,29 @@ class MilGatedAttentionPooling(nn.Module):
         return (weights.unsqueeze(-1) * features).sum(1), weights
 
 
+class MilMultiheadAttention(nn.Module):
+    """`nn.MultiheadAttention`'s self-attention with its weight names (saved weights load as they are), each weight
+    used by its own module: under accelerate's disk offload a child's weight is loaded only when the child is called,
+    which `nn.MultiheadAttention` never does for its output projection. Returns the output and the attention weights
+    averaged over the heads."""
+
+    def __init__(self, hidden: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * hidden, hidden))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * hidden))
+        self.out_proj = nn.Linear(hidden, hidden)
+
+    def forward(self, tokens: torch.Tensor, key_padding_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, length, hidden = tokens.shape
+        projected = F.linear(tokens, self.in_proj_weight, self.in_proj_bias)
+        query, key, value = projected.view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        scores = query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])
+        weights = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf")).softmax(-1)
+        attended = (weights @ value).transpose(1, 2).reshape(batch, length, hidden)
+        return self.out_proj(attended), weights.mean(1)
+
+
 class MilSelfAttentionPooling(nn.Module):
     """A pre-norm transformer layer over [CLS, tiles]; the CLS output is the pooled feature and its attention to the
     tiles (averaged over heads, renormalised over the tiles) the tile weights."""
@@ -61,7 +86,7 @@ class MilSelfAttentionPooling(nn.Module):
         hidden = config.backbone_hidden_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden))
         self.norm = nn.LayerNorm(hidden)
-        self.attention = nn.MultiheadAttention(hidden, config.num_attention_heads, batch_first=True)
+        self.attention = MilMultiheadAttention(hidden, config.num_attention_heads)
         self.mlp_norm = nn.LayerNorm(hidden)
         self.mlp = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.GELU(), nn.Linear(4 * hidden, hidden))
 
@@ -69,7 +94,7 @@ class MilSelfAttentionPooling(nn.Module):
         tokens = torch.cat([self.cls_token.expand(len(features), -1, -1), features], dim=1)
         padding = torch.cat([tile_mask.new_zeros(len(features), 1), ~tile_mask.bool()], dim=1).bool()
         normed = self.norm(tokens)
-        attended, weights = self.attention(normed, normed, normed, key_padding_mask=padding, need_weights=True)
+        attended, weights = self.attention(normed, key_padding_mask=padding)
         tokens = tokens + attended
         tokens = tokens + self.mlp(self.mlp_norm(tokens))
         tile_weights = weights[:, 0, 1:]  # the CLS's attention to the tiles, less what it pays itself
@@ -92,6 +117,10 @@ class MilPreTrainedModel(BackboneModelMixin, PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, MilSelfAttentionPooling):
             nn.init.normal_(module.cls_token, std=self.config.initializer_range)
+        elif isinstance(module, MilMultiheadAttention):  # as nn.MultiheadAttention initialises itself
+            nn.init.xavier_uniform_(module.in_proj_weight)
+            nn.init.zeros_(module.in_proj_bias)
+            nn.init.zeros_(module.out_proj.bias)
 
 
 class MilForImageClassification(MilPreTrainedModel):

@@ -2,7 +2,6 @@
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers.utils import can_return_tuple
 
 from .backbone import backbone_from_config, pooled_features
@@ -10,9 +9,9 @@ from .configuration_swav import SwavConfig
 from .joint_embedding import (
     JointEmbeddingOutput,
     JointEmbeddingPreTrainedModel,
+    PrototypeLinear,
     projection_mlp,
     views_first,
-    zero_gradient,
 )
 from .loss_swav import SwavLoss
 
@@ -29,7 +28,7 @@ class SwavForPreTraining(SwavPreTrainedModel):
         self.projector = projection_mlp(
             [config.backbone_hidden_size, config.projection_hidden_size, config.projection_size]
         )
-        self.prototypes = nn.Linear(config.projection_size, config.num_prototypes, bias=False)
+        self.prototypes = PrototypeLinear(config.projection_size, config.num_prototypes)
         self.criterion = SwavLoss(
             config.loss_temperature, config.sinkhorn_epsilon, config.sinkhorn_iterations, config.crops_for_assign
         )
@@ -51,10 +50,8 @@ class SwavForPreTraining(SwavPreTrainedModel):
         if local_pixel_values is not None:
             features = torch.cat([features, pooled_features(self.backbone, views_first(local_pixel_values))])
         embeddings = F.normalize(self.projector(features), dim=1)  # (crops * batch, dim)
-        prototypes = self.prototypes.weight
-        if self.step is not None and self.step <= self.config.freeze_prototypes_steps:
-            prototypes = zero_gradient(prototypes)
-        scores = embeddings @ prototypes.T
+        frozen = self.step is not None and self.step <= self.config.freeze_prototypes_steps
+        scores = self.prototypes(embeddings, frozen=frozen)
         batch = pixel_values.shape[0]
         loss = self.criterion(list(scores.split(batch)), self.queue_scores(embeddings, batch))
         return JointEmbeddingOutput(loss=loss, embeddings=embeddings)
@@ -71,7 +68,7 @@ class SwavForPreTraining(SwavPreTrainedModel):
                              "make it a multiple of the batch (SwAV: 3840 over every process).")  # fmt: skip
         if self.queue is None:
             self.queue = embeddings.new_zeros(len(config.crops_for_assign), config.queue_length, embeddings.shape[1])
-        queue_scores = [None if torch.all(queue[-1] == 0) else queue @ self.prototypes.weight.T for queue in self.queue]
+        queue_scores = [None if torch.all(queue[-1] == 0) else self.prototypes(queue) for queue in self.queue]
         for index, crop in enumerate(config.crops_for_assign):
             self.queue[index, batch:] = self.queue[index, :-batch].clone()
             self.queue[index, :batch] = embeddings[crop * batch : (crop + 1) * batch].detach()

@@ -561,3 +561,18 @@ def test_a_compiled_run_trains_as_the_eager_one_and_resumes(straight_run):
     assert not any("_orig_mod" in key for key in load_file(root / "compiled" / "model.safetensors"))
     resume_from_a_copy(run, root / "straight", root / "compiled-resumed", "checkpoint-3")
     assert_same_weights(root / "compiled-resumed", root / "straight")
+
+
+def test_two_loader_workers_train_and_resume_as_the_main_process_does(straight_run):
+    """Views are drawn from (seed, epoch, image) and masks from (seed, step, process): not from a worker's state."""
+    root, straight = straight_run
+    workers = ["--dataloader_num_workers", "2"]
+
+    def run(output_dir: Path, *extra: str) -> dict:
+        return pretrain.main(arguments(root / "config", output_dir, root / "cache", *workers, *extra))
+
+    state = run(root / "workers")
+    assert_same_weights(root / "workers", root / "straight")
+    assert state["log_history"] == straight["log_history"]
+    resume_from_a_copy(run, root / "straight", root / "workers-resumed", "checkpoint-3")
+    assert_same_weights(root / "workers-resumed", root / "straight")

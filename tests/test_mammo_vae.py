@@ -82,3 +82,16 @@ def test_sizes_that_do_not_pool_three_times_are_refused():
         MammoVaeConfig(image_size=[30, 40])
     with pytest.raises(ValueError, match="3 conv layers"):
         MammoVaeConfig(encoder_channels=[4, 4])
+
+
+def test_the_loss_with_the_dense_layers_offloaded_to_disk_is_the_in_memory_loss(tmp_path):
+    model = MammoVaeForPreTraining(tiny_config()).eval()
+    model.save_pretrained(tmp_path / "vae")
+    offloaded = MammoVaeForPreTraining.from_pretrained(
+        tmp_path / "vae", device_map={"encoder": "disk", "decoder": "cpu"}, offload_folder=str(tmp_path / "offload")
+    )  # fmt: skip
+    with torch.no_grad():
+        torch.manual_seed(0)
+        expected = model(images()).loss
+        torch.manual_seed(0)
+        torch.testing.assert_close(offloaded(images()).loss, expected)

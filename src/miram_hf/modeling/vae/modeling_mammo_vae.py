@@ -37,6 +37,21 @@ class MammoVaeImageClassifierOutput(ModelOutput):
     logits: torch.Tensor | None = None
 
 
+class MammoVaeDense(nn.Linear):
+    """A dense layer with Keras' `kernel_regularizer`, as the paper used: `penalty` is the L1 and L2 of its weight,
+    computed in its own forward where the weight is used, so that accelerate's offloading hooks (which load a
+    module's weights when it is called) see it."""
+
+    def __init__(self, in_features: int, out_features: int, config: MammoVaeConfig):
+        super().__init__(in_features, out_features)
+        self.l1, self.l2 = config.l1_regularization, config.l2_regularization
+        self.penalty: torch.Tensor | None = None
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.penalty = self.l1 * self.weight.abs().sum() + self.l2 * self.weight.pow(2).sum()
+        return super().forward(inputs)
+
+
 class MammoVaeEncoder(nn.Module):
     """Three (3 x 3 conv, ReLU, 2 x 2 max-pool) layers, flatten, a latent dense layer, then mu and log-variance."""
 
@@ -47,9 +62,9 @@ class MammoVaeEncoder(nn.Module):
             layers += [nn.Conv2d(channels, out_channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
             channels = out_channels
         self.convolutions = nn.Sequential(*layers)
-        self.latent = nn.Linear(math.prod(config.bottleneck_shape), config.latent_size)
-        self.mu = nn.Linear(config.latent_size, config.latent_size)
-        self.logvar = nn.Linear(config.latent_size, config.latent_size)
+        self.latent = MammoVaeDense(math.prod(config.bottleneck_shape), config.latent_size, config)
+        self.mu = MammoVaeDense(config.latent_size, config.latent_size, config)
+        self.logvar = MammoVaeDense(config.latent_size, config.latent_size, config)
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = torch.relu(self.latent(self.convolutions(pixel_values).flatten(1)))
@@ -63,7 +78,7 @@ class MammoVaeDecoder(nn.Module):
     def __init__(self, config: MammoVaeConfig):
         super().__init__()
         self.bottleneck_shape = config.bottleneck_shape
-        self.dense = nn.Linear(config.latent_size, math.prod(config.bottleneck_shape))
+        self.dense = MammoVaeDense(config.latent_size, math.prod(config.bottleneck_shape), config)
         channels = [*reversed(config.encoder_channels), config.num_channels]
         layers = []
         for index, (in_channels, out_channels) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
@@ -101,13 +116,8 @@ class MammoVaeForPreTraining(MammoVaePreTrainedModel):
         self.post_init()
 
     def dense_penalty(self) -> torch.Tensor:
-        """L1 and L2 on the weights of the dense layers (Keras' kernel_regularizer, as the paper used)."""
-        weights = [self.encoder.latent.weight, self.encoder.mu.weight, self.encoder.logvar.weight,
-                   self.decoder.dense.weight]  # fmt: skip
-        return sum(
-            self.config.l1_regularization * weight.abs().sum() + self.config.l2_regularization * weight.pow(2).sum()
-            for weight in weights
-        )
+        """L1 and L2 on the weights of the dense layers, as their last forward computed it."""
+        return sum(layer.penalty for layer in self.modules() if isinstance(layer, MammoVaeDense))
 
     @can_return_tuple
     def forward(self, pixel_values: torch.Tensor, **kwargs) -> MammoVaeForPreTrainingOutput:

@@ -295,7 +295,7 @@ def test_a_run_measures_what_it_learned_against_the_random_encoder_and_the_visib
         assert {"train/ratio_scale_2", "held_out/ratio_scale_1"} <= set(events.Tags()["scalars"])
 
 
-def test_mae_pretrains_as_transformers_vit_mae(tmp_path):
+def test_mae_pretrains_as_transformers_vit_mae(tmp_path, monkeypatch):
     config = ViTMAEConfig(
         image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
@@ -316,6 +316,7 @@ def test_mae_pretrains_as_transformers_vit_mae(tmp_path):
     assert model.vit.embeddings.position_embeddings.abs().sum() > 0  # not transformers' all-zero fresh init
     assert (tmp_path / "mae" / "reconstruction.png").exists()
     assert "ViTMAE" in (tmp_path / "mae" / "README.md").read_text()
+    assert run_card_code(tmp_path / "mae", monkeypatch)["features"].shape == (1, 17, 32)  # every patch, and CLS
 
 
 def parquet_shards(folder: Path, num_images: int, rows_per_shard: int) -> Path:
@@ -465,7 +466,7 @@ def joint_embedding_config_dir(path: Path, model_type: str) -> Path:
 
 
 @pytest.mark.parametrize("model_type", ["byol", "dino", "mocov3", "simclr", "swav"])
-def test_joint_embedding_methods_pretrain_and_leave_a_ready_backbone(model_type, tmp_path):
+def test_joint_embedding_methods_pretrain_and_leave_a_ready_backbone(model_type, tmp_path, monkeypatch):
     config_dir = joint_embedding_config_dir(tmp_path / "config", model_type)
     output = tmp_path / "out"
     state = pretrain.main(
@@ -488,6 +489,8 @@ def test_joint_embedding_methods_pretrain_and_leave_a_ready_backbone(model_type,
     assert {"byol": "Bootstrap your own latent", "dino": "Emerging properties", "mocov3": "An empirical study",
             "simclr": "A simple framework", "swav": "contrasting cluster assignments"}[model_type] in card  # fmt: skip
     assert not (output / "reconstruction.png").exists()
+    classifier = run_card_code(output, monkeypatch)["classifier"]  # the card's code, as written
+    assert classifier.config.num_labels == 2
 
 
 def test_dino_resumes_exactly_teacher_centre_and_views_included(tmp_path):
@@ -521,7 +524,7 @@ def test_simclr_gathers_negatives_across_two_processes_through_accelerate_launch
     assert type(AutoModelForPreTraining.from_pretrained(tmp_path / "out")).__name__ == "SimclrForPreTraining"
 
 
-def test_the_vae_pretrains_on_whole_images_and_its_folder_loads_as_the_228_parameter_classifier(tmp_path):
+def test_the_vae_pretrains_on_whole_images_and_its_folder_loads_as_the_228_parameter_classifier(tmp_path, monkeypatch):
     output = tmp_path / "vae"
     MammoVaeConfig(image_size=[32, 40], encoder_channels=[4, 4, 2]).save_pretrained(tmp_path / "config")
     state = pretrain.main(
@@ -534,6 +537,7 @@ def test_the_vae_pretrains_on_whole_images_and_its_folder_loads_as_the_228_param
     assert type(classifier).__name__ == "MammoVaeForImageClassification"
     assert sum(p.numel() for p in classifier.parameters() if p.requires_grad) == 228
     assert "VAE-SSL" in (output / "README.md").read_text()
+    assert run_card_code(output, monkeypatch)["outputs"].reconstruction.shape == (1, 1, 32, 40)
 
 
 def test_byol_pretrains_on_tiled_patches_of_a_chosen_size(tmp_path):

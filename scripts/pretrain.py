@@ -33,11 +33,9 @@ import zlib
 from dataclasses import asdict, dataclass, field
 
 import datasets
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, send_to_device, set_seed
-from PIL import Image
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
 
@@ -61,6 +59,7 @@ from miram_hf.training.monitoring import (
     feature_extractor,
     format_probe,
     format_ratios,
+    log_picture,
 )
 from miram_hf.training.pretraining import (
     JOINT_EMBEDDING_MODELS,
@@ -550,10 +549,7 @@ def log_reconstruction(
     if not accelerator.is_main_process:
         return
     save_reconstruction(unwrapped, preview["pixel_values"], outputs, path, preview.get("target_pixel_values"))
-    image = torch.from_numpy(np.array(Image.open(path).convert("RGB")))
-    for tracker in accelerator.trackers:
-        if hasattr(tracker, "log_images"):
-            tracker.log_images({"reconstruction": image[None]}, step=step, dataformats="NHWC")
+    log_picture(accelerator.trackers, "reconstruction", path, step)
 
 
 def augmentation(args: PretrainingArguments) -> str:

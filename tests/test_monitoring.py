@@ -132,3 +132,35 @@ def test_the_probe_reads_what_a_fine_tuning_head_would_read():
     assert feature_extractor(byol)(pixel_values=pixel_values).logits.shape == (2, 16)  # the pooled last stage
     with pytest.raises(ValueError, match="no pooled-feature encoder"):
         feature_extractor(MammoVaeForPreTraining(MammoVaeConfig(image_size=[32, 32], latent_size=8)))
+
+
+def test_pictures_go_to_every_tracker_that_takes_them_each_in_its_own_way(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from PIL import Image
+
+    from miram_hf.training.monitoring import log_picture
+
+    path = tmp_path / "reconstruction.png"
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(path)
+    calls = []
+
+    class Tracker:  # accelerate's trackers, as far as log_picture uses them
+        def __init__(self, name: str):
+            self.name = name
+
+        def log_images(self, values, step, **kwargs):
+            calls.append((self.name, "log_images", values, step, kwargs))
+
+        def log(self, values, step, **kwargs):
+            calls.append((self.name, "log", values, step, kwargs))
+
+    trackio = types.ModuleType("trackio")
+    trackio.Image = lambda source: ("trackio.Image", source)
+    monkeypatch.setitem(sys.modules, "trackio", trackio)
+    log_picture([Tracker(name) for name in ("tensorboard", "wandb", "trackio", "csv")], "reconstruction", path, 7)
+    tensorboard, wandb, trackio_call = calls  # nothing for CSV
+    assert tensorboard[2]["reconstruction"].shape == (1, 4, 6, 3) and tensorboard[4] == {"dataformats": "NHWC"}
+    assert wandb[1] == "log_images" and wandb[2]["reconstruction"][0].shape == (4, 6, 3) and wandb[4] == {}
+    assert trackio_call[1:4] == ("log", {"reconstruction": ("trackio.Image", str(path))}, 7)

@@ -1,9 +1,12 @@
 """Whether pretraining learned anything: each reconstruction scale's loss against a trivial predictor on the same
 masks, and a probe of the encoder's features on a labelled held-out set against the randomly initialised encoder."""
 
+from pathlib import Path
+
 import datasets
 import numpy as np
 import torch
+from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neighbors import KNeighborsClassifier
@@ -172,12 +175,29 @@ def format_probe(results: dict[str, float]) -> str:
     return ", ".join(parts)
 
 
+def log_picture(trackers: list, name: str, path: str | Path, step: int) -> None:
+    """Log the PNG at `path` as `name` to every tracker that takes pictures, each in its own way: TensorBoard's and
+    wandb's `log_images` (TensorBoard with the layout said, wandb wrapping each array itself), trackio's `log` of a
+    `trackio.Image`. Trackers without pictures (e.g. CSV) are left out."""
+    picture = np.array(Image.open(path).convert("RGB"))
+    for tracker in trackers:
+        if tracker.name == "tensorboard":
+            tracker.log_images({name: picture[None]}, step=step, dataformats="NHWC")
+        elif tracker.name == "wandb":
+            tracker.log_images({name: [picture]}, step=step)
+        elif tracker.name == "trackio":
+            import trackio  # present whenever accelerate made a trackio tracker
+
+            tracker.log({name: trackio.Image(str(path))}, step=step)
+
+
 __all__ = [
     "ReconstructionMonitor",
     "RepresentationProbe",
     "feature_extractor",
     "format_probe",
     "format_ratios",
+    "log_picture",
     "scale_losses",
     "visible_mean_losses",
 ]

@@ -43,16 +43,20 @@ class BreastRegion:
 
     def box(self) -> tuple[int, int, int, int]:
         """(top, bottom, left, right) in native pixels, bottom and right exclusive."""
-        rows, columns = np.flatnonzero(self.mask.any(axis=1)), np.flatnonzero(self.mask.any(axis=0))
+        top, bottom, left, right = self._extent()
         height, width = self.shape
-        return (int(rows[0]) * self.step, min(height, (int(rows[-1]) + 1) * self.step),
-                int(columns[0]) * self.step, min(width, (int(columns[-1]) + 1) * self.step))  # fmt: skip
+        return top * self.step, min(height, bottom * self.step), left * self.step, min(width, right * self.step)
 
     def mask_in_box(self) -> np.ndarray:
         """The mask cut to `box()`: the native box is exactly these mask pixels, each `step` native pixels a side
         (the last row and column may be shorter)."""
+        top, bottom, left, right = self._extent()
+        return self.mask[top:bottom, left:right]
+
+    def _extent(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) of the breast in mask pixels."""
         rows, columns = np.flatnonzero(self.mask.any(axis=1)), np.flatnonzero(self.mask.any(axis=0))
-        return self.mask[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+        return int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
 
     def full_resolution(self) -> np.ndarray:
         """The mask at the native size (each mask pixel repeated over the `step` x `step` pixels it stands for)."""

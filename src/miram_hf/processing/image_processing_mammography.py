@@ -207,7 +207,8 @@ def _mask_at(mask: np.ndarray, step: int, shape: tuple[int, int], size: tuple[in
     """A breast mask taken every `step` pixels of an image of `shape`, resized as the image is resized to `size`:
     float in [0, 1], soft at the edges. The mask's last row and column may stand for fewer than `step` pixels, so it
     is resized as the image padded to whole steps, then cut."""
-    padded_size = [round(out * len_ * step / native) for out, len_, native in zip(size, mask.shape, shape, strict=True)]
+    sides = zip(size, mask.shape, shape, strict=True)
+    padded_size = [round(out * cells * step / native) for out, cells, native in sides]
     resized = resample(torch.from_numpy(mask.astype(np.float32)), *padded_size)
     return resized[: size[0], : size[1]]
 

@@ -25,6 +25,7 @@ from pathlib import Path
 # `evaluate` library that miram_hf.metrics builds on.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
+import gc
 import json
 import logging
 import math
@@ -172,7 +173,15 @@ def main(argv: list[str] | None = None) -> dict:
         project_dir=str(Path(args.output_dir) / "runs"),
     )
     with run_lock(args.output_dir, holder=accelerator.is_main_process):  # one run at a time in output_dir
-        return pretrain(args, accelerator)
+        progress = pretrain(args, accelerator)
+    # The DDP wrapper's reducer holds the process group too. Freed last, inside the reducer's deallocation (which holds
+    # the GIL), the gloo group waits for its worker threads while one of them waits for the GIL to free a tensor of the
+    # last collective: a deadlock in about 1 run of 15. Freed first, the group goes with destroy_process_group, which
+    # releases the GIL while it waits.
+    accelerator.free_memory()
+    gc.collect()
+    accelerator.end_training()
+    return progress
 
 
 def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
@@ -418,7 +427,6 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
         if args.push_to_hub:
             push_folder_to_hub(output_dir, args.hub_model_id, commit_message=f"Pretrained {max_steps} steps")
     accelerator.wait_for_everyone()  # tearing the process group down while the main process still saves can hang
-    accelerator.end_training()
     return progress
 
 

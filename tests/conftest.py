@@ -1,9 +1,11 @@
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from transformers import ResNetConfig, ViTConfig
@@ -31,18 +33,26 @@ WITHOUT_MIRAM_HF = textwrap.dedent(
 
 
 def launch_on_two_cpu_processes(
-    script: Path, *arguments: str, pythonpath: Path | None = None, config_file: Path | None = None
+    script: Path, *arguments: str, pythonpath: Path | None = None, config_file: Path | None = None, timeout: int = 300
 ) -> None:
     """Run `script` as `accelerate launch` runs it on two machines' worth of processes, on the CPU (gloo); with
     `config_file`, as that accelerate config (its process count and precision replaced) sets it up."""
     setup = ["--config_file", str(config_file)] if config_file else ["--multi_gpu", "--num_machines", "1"]
     command = [sys.executable, "-m", "accelerate.commands.launch", *setup, "--num_processes", "2",
                "--mixed_precision", "no", "--dynamo_backend", "no", str(script), *arguments]  # fmt: skip
-    environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     if pythonpath is not None:
         environment["PYTHONPATH"] = os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")])
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
-    assert result.returncode == 0, result.stderr[-4000:]
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        _, stderr = launcher.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # a hang: every process prints its Python stacks (faulthandler, on SIGABRT) into the failure message
+        for process in [*psutil.Process(launcher.pid).children(recursive=True), psutil.Process(launcher.pid)]:
+            process.send_signal(signal.SIGABRT)
+        _, stderr = launcher.communicate()
+        pytest.fail(f"`accelerate launch` hung for {timeout} s; where each process was:\n{stderr[-12000:]}")
+    assert launcher.returncode == 0, stderr[-4000:]
 
 
 def tiny_vit_config(image_size: int = 32, num_hidden_layers: int = 1) -> ViTConfig:

@@ -51,6 +51,7 @@ from miram_hf.training.checkpointing import (
     save_checkpoint,
     touch_lock,
 )
+from miram_hf.training.device_views import NativeRegionCollator, device_views
 from miram_hf.training.divergence import TrainingDivergedError, finite_everywhere, is_finite, weights_are_finite
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.model_card import CITATIONS, render_model_card
@@ -121,6 +122,14 @@ class PretrainingArguments:
     num_local_crops: int = field(default=6, metadata={"help": "DINO and SwAV: local views besides the 2 global ones"})
     cache_dir: str | None = field(default=None)
     dataloader_num_workers: int = field(default=0)
+    augment_on_device: bool = field(
+        default=False,
+        metadata={"help": "MIRAM and MAE: the loader cuts fixed-size native regions, and the crop, flip and resizes "
+                  "run batched on the training device (fast with --image_format raw parquet from prepare_data.py)"},
+    )  # fmt: skip
+    native_region_size: int = field(
+        default=512, metadata={"help": "--augment_on_device: the side of the native region cut from each image"}
+    )
     # what the run learned, measured on held-out labelled images
     probe_dataset: str = field(
         default="synthetic",
@@ -149,7 +158,11 @@ class PretrainingArguments:
     on_nonfinite_loss: str = field(
         default="stop", metadata={"help": "stop, or skip: what a NaN or infinite loss (a diverging run) does"}
     )
-    mixed_precision: str | None = field(default=None, metadata={"help": "no, fp16 or bf16 (default: accelerate's)"})
+    mixed_precision: str = field(
+        default="auto",
+        metadata={"help": "no, fp16, bf16, or auto: bf16 on a GPU that has it, else accelerate's setting"},
+    )
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
     torch_compile: bool = field(default=False, metadata={"help": "compile the model (torch.compile, via accelerate)"})
     torch_compile_backend: str = field(default="inductor", metadata={"help": "torch.compile's backend"})
     save_steps: int = field(default=500)
@@ -162,12 +175,20 @@ class PretrainingArguments:
     hub_model_id: str | None = field(default=None)
 
 
+def resolved_mixed_precision(requested: str) -> str | None:
+    """`--mixed_precision auto`: bf16 on a GPU that computes in it; elsewhere None, which leaves accelerate's own
+    setting (its config file, `accelerate launch --mixed_precision`)."""
+    if requested != "auto":
+        return requested
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+
+
 def main(argv: list[str] | None = None) -> dict:
     (args,) = HfArgumentParser(PretrainingArguments).parse_args_into_dataclasses(args=argv)
     args.model_config = args.model_config or default_model_config(args.model_type)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
+        mixed_precision=resolved_mixed_precision(args.mixed_precision),
         dynamo_backend=args.torch_compile_backend if args.torch_compile else None,
         log_with=None if args.report_to == "none" else args.report_to,
         project_dir=str(Path(args.output_dir) / "runs"),
@@ -192,6 +213,9 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb).")
     if args.streaming and args.max_steps <= 0:
         raise ValueError("A streamed dataset has no length: give --max_steps.")
+    if args.augment_on_device and args.model_type not in MASKED_IMAGE_MODELS:
+        raise ValueError(f"--augment_on_device makes the views of MIRAM and MAE; {args.model_type}'s are made in the "
+                         "loader.")  # fmt: skip
     if args.on_nonfinite_loss not in ("stop", "skip"):
         raise ValueError(f"--on_nonfinite_loss is stop or skip, got {args.on_nonfinite_loss!r}.")
     set_seed(args.seed)
@@ -235,7 +259,9 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
     joint_embedding = args.model_type in JOINT_EMBEDDING_MODELS
     model = pretraining_model(config)
     processor = pretraining_processor(config)
-    if not joint_embedding:  # the VAE reconstructs whole images, unaugmented, as its paper did
+    if args.augment_on_device:
+        collator = NativeRegionCollator(args.native_region_size, args.seed)
+    elif not joint_embedding:  # the VAE reconstructs whole images, unaugmented, as its paper did
         collator = PretrainingCollator(processor, args.seed, augment=masked, crop_scale=args.crop_scale)
     else:
         num_local = args.num_local_crops if args.model_type in MULTI_CROP_MODELS else 0
@@ -244,9 +270,13 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
     learning_rate = args.learning_rate
     if args.base_learning_rate is not None:
         learning_rate = args.base_learning_rate * global_batch / 256
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    on_gpu = accelerator.device.type == "cuda"
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, learning_rate, args.weight_decay), betas=(args.adam_beta1, args.adam_beta2)
-    )
+        parameter_groups(model, learning_rate, args.weight_decay), betas=(args.adam_beta1, args.adam_beta2),
+        fused=on_gpu,
+    )  # fmt: skip
     if accelerator.is_main_process:
         accelerator.init_trackers(
             "pretrain", config={k: str(v) for k, v in asdict(args).items()} | {"learning_rate_used": learning_rate}
@@ -308,14 +338,19 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
             produced = False
             for batch in epoch_batches(
                 dataset, collator, batch_size, progress["epoch"], accelerator.process_index,
-                accelerator.num_processes, skip, args.shuffle_buffer_size, args.dataloader_num_workers,
+                accelerator.num_processes, skip, args.shuffle_buffer_size, args.dataloader_num_workers, on_gpu,
             ):  # fmt: skip
                 produced = True
+                batch_index = progress["batches_in_epoch"]
                 progress["batches_in_epoch"] += 1
-                seen["images"] += len(batch["pixel_values"])
-                first_rows = batch["pixel_values"][:, :, 0].numpy().tobytes()
-                seen["pixel_crc32"] = zlib.crc32(first_rows, seen["pixel_crc32"])
-                yield send_to_device(batch, accelerator.device)
+                pixels = batch["native_pixels"][:, :1] if args.augment_on_device else batch["pixel_values"][:, :, 0]
+                seen["images"] += len(pixels)
+                seen["pixel_crc32"] = zlib.crc32(pixels.numpy().tobytes(), seen["pixel_crc32"])
+                batch = send_to_device(batch, accelerator.device, non_blocking=True)
+                if args.augment_on_device:
+                    batch = device_views(batch, processor, args.seed, progress["epoch"], batch_index,
+                                         accelerator.process_index, tuple(args.crop_scale))  # fmt: skip
+                yield batch
             if not produced and skip == 0:
                 raise ValueError(f"Process {accelerator.process_index} got no batch from {args.dataset}.")
             progress["epoch"] += 1

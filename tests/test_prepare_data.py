@@ -7,6 +7,7 @@ from datasets import load_dataset
 from huggingface_hub import DatasetCard
 
 from miram_hf.data import load_mammography
+from miram_hf.data.raw_pixels import row_image
 
 spec = importlib.util.spec_from_file_location("prepare_data", Path(__file__).parents[1] / "scripts" / "prepare_data.py")
 prepare_data = importlib.util.module_from_spec(spec)
@@ -30,6 +31,21 @@ def test_sharded_parquet_streams_back_the_same_rows(tmp_path):
         assert row["image"].mode == "I;16"
         np.testing.assert_array_equal(np.array(row["image"]), np.array(expected["image"]))
         assert row["label_pathology"] == expected["label_pathology"]
+
+
+def test_raw_pixels_are_the_built_images_values_with_the_labels_and_a_card_that_says_how_to_read_them(tmp_path):
+    output = tmp_path / "raw"
+    prepare_data.main(["--dataset", "synthetic", "--num_images", "6", "--image_format", "raw", "--output_dir",
+                       str(output), "--cache_dir", str(tmp_path / "c")])  # fmt: skip
+    built = load_mammography("synthetic", config_name="lesions", split="train", cache_dir=str(tmp_path / "c"),
+                             num_images=6)  # fmt: skip
+    loaded = load_dataset(str(output), split="train")
+    assert loaded.features["pixels"].dtype == "binary" and "image" not in loaded.column_names
+    assert loaded.features["label_pathology"] == built.features["label_pathology"] and len(loaded) == len(built)
+    for row, expected in zip(loaded, built, strict=True):
+        np.testing.assert_array_equal(row_image(row), np.array(expected["image"]))
+        assert row["label_pathology"] == expected["label_pathology"]
+    assert "`pixels` holds the row-major uint16 values" in (output / "README.md").read_text()
 
 
 def test_a_prepared_phantom_is_pushed_with_a_dataset_card_and_loads_back(tmp_path, fake_hub):

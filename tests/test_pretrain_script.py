@@ -319,14 +319,14 @@ def test_mae_pretrains_as_transformers_vit_mae(tmp_path, monkeypatch):
     assert run_card_code(tmp_path / "mae", monkeypatch)["features"].shape == (1, 17, 32)  # every patch, and CLS
 
 
-def parquet_shards(folder: Path, num_images: int, rows_per_shard: int) -> Path:
+def parquet_shards(folder: Path, num_images: int, rows_per_shard: int, *extra: str) -> Path:
     """prepare_data.py's parquet shards of `num_images` phantoms without fine-detail findings."""
     spec = importlib.util.spec_from_file_location("prepare_data_script", ROOT / "scripts" / "prepare_data.py")
     prepare_data = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(prepare_data)
     prepare_data.main(["--dataset", "synthetic", "--output_dir", str(folder), "--num_images", str(num_images),
                        "--rows_per_shard", str(rows_per_shard), "--dataset_options", "fine_detail_findings=0",
-                       "--cache_dir", str(folder.parent / "cache")])  # fmt: skip
+                       "--cache_dir", str(folder.parent / "cache"), *extra])  # fmt: skip
     return folder
 
 
@@ -580,3 +580,34 @@ def test_two_loader_workers_train_and_resume_as_the_main_process_does(straight_r
     assert state["log_history"] == straight["log_history"]
     resume_from_a_copy(run, root / "straight", root / "workers-resumed", "checkpoint-3")
     assert_same_weights(root / "workers-resumed", root / "straight")
+
+
+def test_views_made_on_the_device_from_raw_pixels_train_and_resume_exactly_with_loader_workers(tmp_path):
+    """--augment_on_device draws each batch's views from (seed, epoch, process, batch): a run resumed with two loader
+    workers ends with the weights of a straight one without."""
+    parquet_shards(tmp_path / "raw", 8, 4, "--image_format", "raw")
+    config_dir = tiny_config_dir(tmp_path / "config")
+
+    def run(output_dir: Path, *extra: str) -> dict:
+        return pretrain.main(
+            ["--model_config", str(config_dir), "--dataset", str(tmp_path / "raw"), "--augment_on_device",
+             "--native_region_size", "64", "--output_dir", str(output_dir), "--cache_dir", str(tmp_path / "cache"),
+             "--per_device_train_batch_size", "4", "--max_steps", "6", "--save_steps", "3", "--logging_steps", "1",
+             "--learning_rate", "1e-3", "--report_to", "none", *extra]
+        )  # fmt: skip
+
+    straight = run(tmp_path / "straight")
+    assert straight["epoch"] >= 2 and straight["processes"][0]["images"] == 24
+    resumed = resume_from_a_copy(
+        lambda output_dir, *extra: run(output_dir, "--dataloader_num_workers", "2", *extra),
+        tmp_path / "straight", tmp_path / "resumed", "checkpoint-3",
+    )  # fmt: skip
+    assert_same_weights(tmp_path / "resumed", tmp_path / "straight")
+    assert resumed["log_history"] == straight["log_history"]
+    assert (tmp_path / "straight" / "reconstruction.png").stat().st_size > 0
+
+
+def test_only_the_masked_autoencoders_augment_on_the_device(tmp_path):
+    with pytest.raises(ValueError, match="--augment_on_device makes the views of MIRAM and MAE; simclr's"):
+        pretrain.main(["--model_type", "simclr", "--augment_on_device", "--output_dir", str(tmp_path), "--report_to",
+                       "none"])  # fmt: skip

@@ -16,6 +16,7 @@ from transformers import AutoConfig, AutoModelForPreTraining, BatchFeature, Pret
 
 from ..data import BUILDERS, load_mammography, pretraining_mixture
 from ..data.mixtures import MIXTURES
+from ..data.raw_pixels import RAW_PIXEL_FEATURES, row_image
 from ..modeling.miram.modeling_miram import sincos_position_embedding
 from ..processing import MammographyImageProcessor
 from ..processing.augmentations import random_crop_regions
@@ -236,23 +237,28 @@ class PretrainingCollator:
         self.epoch = 0
 
     def __call__(self, rows: list[dict]) -> BatchFeature:
-        images = [np.asarray(row["image"]) for row in rows]
+        images = [row_image(row) for row in rows]
         if self.augment:
             images = [self.random_view(image) for image in images]
         return self.processor(images, return_tensors="pt")
 
     def random_view(self, image: np.ndarray) -> np.ndarray:
         generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch, zlib.crc32(image.tobytes())))
-        region = random_crop_regions(1, self.crop_scale, generator=generator)
-        width, height, centre_x, centre_y = (value.item() for value in region)
-        rows, columns = image.shape[:2]
-        crop_rows, crop_columns = max(1, round(height * rows)), max(1, round(width * columns))
-        top = min(max(0, round((centre_y + 1) / 2 * rows - crop_rows / 2)), rows - crop_rows)
-        left = min(max(0, round((centre_x + 1) / 2 * columns - crop_columns / 2)), columns - crop_columns)
-        view = image[top : top + crop_rows, left : left + crop_columns]
-        if torch.rand(1, generator=generator).item() < 0.5:
-            view = view[:, ::-1]
-        return np.ascontiguousarray(view)
+        region = [value.item() for value in random_crop_regions(1, self.crop_scale, generator=generator)]
+        return native_crop(image, *region, flip=torch.rand(1, generator=generator).item() < 0.5)
+
+
+def native_crop(
+    image: np.ndarray, width: float, height: float, centre_x: float, centre_y: float, flip: bool
+) -> np.ndarray:
+    """The whole pixels of `image` in a `random_crop_regions` region (sides as fractions of the image's, centre in
+    [-1, 1]), flipped left-right when `flip`."""
+    rows, columns = image.shape[:2]
+    crop_rows, crop_columns = max(1, round(height * rows)), max(1, round(width * columns))
+    top = min(max(0, round((centre_y + 1) / 2 * rows - crop_rows / 2)), rows - crop_rows)
+    left = min(max(0, round((centre_x + 1) / 2 * columns - crop_columns / 2)), columns - crop_columns)
+    view = image[top : top + crop_rows, left : left + crop_columns]
+    return np.ascontiguousarray(view[:, ::-1] if flip else view)
 
 
 def pretraining_dataset(
@@ -263,7 +269,8 @@ def pretraining_dataset(
     cache_dir: str | None = None,
     **config_kwargs,
 ) -> datasets.Dataset | datasets.IterableDataset:
-    """The training images of `dataset`, as an `image` column:
+    """The training images of `dataset`, as an `image` column (or the raw `pixels`, `height` and `width` of
+    `prepare_data.py --image_format raw`):
 
     - a collection (`synthetic`, `cbis-ddsm`, ...): the train split of its `config_name` (`lesions`, `tiles`, ...)
       built from `data_dir`, with `config_kwargs` (e.g. `num_images` for synthetic);
@@ -288,9 +295,10 @@ def pretraining_dataset(
             pattern = "train-*.parquet" if any(Path(dataset).glob("train-*.parquet")) else "*.parquet"
             files = str(Path(dataset) / pattern)
         rows = datasets.load_dataset("parquet", data_files={"train": files}, split="train", streaming=streaming)
-    if "image" not in rows.column_names:
-        raise ValueError(f"{dataset} has no `image` column (columns: {rows.column_names}).")
-    return rows.select_columns(["image"])
+    for columns in (["image"], list(RAW_PIXEL_FEATURES)):
+        if set(columns) <= set(rows.column_names):
+            return rows.select_columns(columns)
+    raise ValueError(f"{dataset} has no `image` column, nor raw `pixels` (columns: {rows.column_names}).")
 
 
 def batches_per_epoch(dataset: datasets.Dataset, batch_size: int, num_processes: int) -> int:
@@ -314,6 +322,7 @@ def epoch_batches(
     skip: int = 0,
     shuffle_buffer_size: int = 1000,
     num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> Iterator[BatchFeature]:
     """This process's batches of `epoch`, the first `skip` left out: the dataset shuffled by (seed, epoch) and split
     across processes (`split_dataset_by_node`). A map-style dataset gives every process the same number of full
@@ -335,7 +344,8 @@ def epoch_batches(
                                       num_processes)  # fmt: skip
         shard = shard.select(range(skip * batch_size, count * batch_size))
     collator.epoch = epoch
-    loader = DataLoader(shard, batch_size=batch_size, collate_fn=collator, num_workers=num_workers, drop_last=True)
+    loader = DataLoader(shard, batch_size=batch_size, collate_fn=collator, num_workers=num_workers, drop_last=True,
+                        pin_memory=pin_memory)  # fmt: skip
     return iter(loader)
 
 
@@ -352,6 +362,7 @@ __all__ = [
     "fsdp_units",
     "initialize_vit_mae",
     "mask_noise",
+    "native_crop",
     "pretraining_config",
     "pretraining_dataset",
     "pretraining_model",

@@ -1,0 +1,102 @@
+import datasets
+import numpy as np
+import pytest
+import torch
+
+from miram_hf import MammographyImageProcessor
+from miram_hf.data import generate_phantom
+from miram_hf.data.raw_pixels import row_image, to_raw_pixels
+from miram_hf.processing.image_processing_mammography import to_array
+from miram_hf.training.device_views import NativeRegionCollator, device_views, view_draws
+from miram_hf.training.pretraining import native_crop
+
+
+def phantom_crops(sizes: list[tuple[int, int]], bits: int = 12) -> list[np.ndarray]:
+    """Breast tissue from phantoms at `bits` bits, one crop of each (rows, columns) size."""
+    crops = []
+    for seed, (rows, columns) in enumerate(sizes):
+        image = generate_phantom(seed, 2 * rows, 2 * columns, max_lesions=1, fine_detail_findings=0).image
+        crop = image[rows // 2 : rows // 2 + rows, :columns]
+        crops.append((crop >> (16 - bits)).astype(np.uint16))
+    return crops
+
+
+def test_raw_pixels_keep_every_value_and_the_other_columns():
+    images = [*phantom_crops([(40, 30)], bits=16), np.arange(12, dtype=np.uint8).reshape(3, 4)]
+    built = datasets.Dataset.from_dict(
+        {"image": images, "label": [0, 1]}, features=datasets.Features({"image": datasets.Image(),
+                                                                         "label": datasets.Value("int64")})
+    )  # fmt: skip
+    raw = to_raw_pixels(built)
+    assert raw.column_names == ["label", "pixels", "height", "width"] and raw["label"] == [0, 1]
+    for row, image in zip(raw, images, strict=True):
+        decoded = row_image(row)
+        assert decoded.dtype == np.uint16 and np.array_equal(decoded, image)
+        assert to_array(decoded)[1] == to_array(image)[1]  # the same bit depth is inferred
+    floats = datasets.Dataset.from_dict({"image": [np.full((2, 2), 0.5, np.float32)]},
+                                        features=datasets.Features({"image": datasets.Image()}))  # fmt: skip
+    with pytest.raises(ValueError, match="Row 0: a float32 image"):
+        to_raw_pixels(floats)
+
+
+def test_native_regions_hold_each_image_top_left_and_cut_large_ones_per_epoch():
+    small, wide = phantom_crops([(20, 30), (24, 100)])
+    collator = NativeRegionCollator(region_size=32, seed=3)
+    batch = collator([{"image": small}, {"image": wide}])
+    native = batch["native_pixels"].numpy()
+    assert native.shape == (2, 32, 32) and native.dtype == np.uint16
+    assert batch["native_extent"].tolist() == [[20, 30], [24, 32]] and batch["top_values"].tolist() == [4095] * 2
+    assert np.array_equal(native[0, :20, :30], small) and not native[0, 20:].any() and not native[0, :, 30:].any()
+    # the wide image's region: 32 of its columns, the same within an epoch, at other places in other epochs
+    assert np.array_equal(collator([{"image": wide}])["native_pixels"][0].numpy(), native[1])
+    lefts = set()
+    for epoch in range(6):
+        collator.epoch = epoch
+        region = collator([{"image": wide}])["native_pixels"][0, :24].numpy()
+        lefts.add(next(left for left in range(69) if np.array_equal(wide[:, left : left + 32], region)))
+    assert len(lefts) > 1
+
+
+def test_device_views_are_the_cpu_views_of_the_same_draws():
+    """The device path resamples the continuous crop in one batched grid sample; the CPU path cuts it on whole pixels
+    and resizes it with torch's antialiased bilinear. On phantom tissue they agree to about 1% of the range."""
+    crops = phantom_crops([(200, 160), (180, 200), (120, 90), (256, 256)])
+    processor = MammographyImageProcessor(size={"height": 32, "width": 32}, do_breast_crop=False, do_flip=False,
+                                          keep_aspect_ratio=False, num_channels=1, scales=[1, 2])  # fmt: skip
+    batch = NativeRegionCollator(region_size=256)([{"image": crop} for crop in crops])
+    views = device_views(batch, processor, seed=0, epoch=2, batch_index=5)
+    assert views["pixel_values"].shape == (4, 1, 32, 32)
+    assert [tuple(target.shape) for target in views["target_pixel_values"]] == [(4, 1, 32, 32), (4, 1, 64, 64)]
+    assert torch.equal(views["target_pixel_values"][0], views["pixel_values"])
+    width, height, centre_x, centre_y, flip = view_draws(4, seed=0, epoch=2, batch_index=5)
+    cpu_views = [native_crop(crop, *(float(v[i]) for v in (width, height, centre_x, centre_y)), bool(flip[i]))
+                 for i, crop in enumerate(crops)]  # fmt: skip
+    expected = processor(cpu_views)
+    for device, cpu in zip(views["target_pixel_values"], expected["target_pixel_values"], strict=True):
+        difference = (device - cpu).abs() / 2  # normalised by std 0.5: the [0, 1] range spans 2
+        assert difference.mean() < 0.01 and difference.max() < 0.1, (difference.mean(), difference.max())
+    assert flip.any() and not flip.all()  # both directions were compared
+
+
+def test_device_views_are_drawn_from_seed_epoch_process_and_batch():
+    crops = phantom_crops([(64, 64)] * 3)
+    processor = MammographyImageProcessor(size={"height": 16, "width": 16}, do_breast_crop=False, do_flip=False,
+                                          keep_aspect_ratio=False, num_channels=3)  # fmt: skip
+    batch = NativeRegionCollator(region_size=64)([{"image": crop} for crop in crops])
+
+    def views(**place) -> torch.Tensor:
+        return device_views(batch, processor, **{"seed": 0, "epoch": 0, "batch_index": 0, **place})["pixel_values"]
+
+    first = views()
+    assert first.shape == (3, 3, 16, 16) and "target_pixel_values" not in device_views(batch, processor, 0, 0, 0)
+    assert torch.equal(views(), first)
+    for place in ({"seed": 1}, {"epoch": 1}, {"batch_index": 1}, {"process_index": 1}):
+        assert not torch.equal(views(**place), first), place
+    assert -1 <= first.min() and first.max() <= 1  # normalised [0, 1] intensities
+
+
+def test_scales_must_divide_the_largest():
+    processor = MammographyImageProcessor(size={"height": 8, "width": 8}, scales=[1, 2, 3])
+    batch = NativeRegionCollator(region_size=16)([{"image": np.ones((16, 16), np.uint16)}])
+    with pytest.raises(ValueError, match="must divide the largest"):
+        device_views(batch, processor, 0, 0, 0)

@@ -7,9 +7,12 @@
    backward in bf16, with SDPA and with Nystromformer: peak memory and seconds per iteration (the MIRAM paper's
    Table II compares 44 GB / 1.49 s with 76 GB / 1.80 s for its whole model).
 3. `bf16_vs_fp32`: MIRAM's loss on one fixed batch in fp32 and under bf16 autocast.
+4. `feed_rate`: `pretrain.py --augment_on_device` with raw 16-bit 512 px crops: the loader's images/s on one CPU core
+   (`NativeRegionCollator`), the device's images/s for the views (`device_views`, MIRAM [1, 2] at 112 px, batch 256),
+   and from them the loader cores that MIRAM's training rate (part 1) needs and the share of its step the views take.
 
 Without a GPU, `--dry-run` runs every part on the CPU at toy sizes, so that the script is known to work before a GPU
-is at hand (the test suite does this); its numbers mean nothing. The data loader's feed rate is not measured here yet.
+is at hand (the test suite does this); its numbers mean nothing.
 """
 
 import argparse
@@ -20,8 +23,10 @@ from pathlib import Path
 import torch
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
-from miram_hf import MiramConfig, MiramForPreTraining
+from miram_hf import MammographyImageProcessor, MiramConfig, MiramForPreTraining
+from miram_hf.data.synthetic import phantom_crops
 from miram_hf.modeling.miram.modeling_miram import MiramLayer
+from miram_hf.training.device_views import NativeRegionCollator, device_views
 
 # Dense bf16 tensor-core peaks (no sparsity), from the vendors' data sheets.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
@@ -156,6 +161,39 @@ def measure_bf16_vs_fp32(device: torch.device, dry_run: bool) -> dict:
     return {"fp32": round(fp32, 6), "bf16": round(bf16, 6), "relative_difference": round(abs(bf16 - fp32) / fp32, 5)}
 
 
+def measure_feed_rate(device: torch.device, dry_run: bool, training_images_per_s: float) -> dict:
+    side, count, batch, rounds = (64, 4, 8, 2) if dry_run else (512, 32, 256, 10)
+    rows = [{"pixels": crop.astype("<u2").tobytes(), "height": side, "width": side}
+            for crop in phantom_crops([(side, side)] * count)]  # fmt: skip
+    collator = NativeRegionCollator(region_size=side)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one loader core
+    start = time.perf_counter()
+    for _ in range(rounds):
+        native = collator(rows)
+    loader_rate = rounds * count / (time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    repeats = -(-batch // count)
+    native = {key: value.repeat(repeats, *[1] * (value.ndim - 1))[:batch] for key, value in native.items()}
+    if device.type == "cuda":  # as the loader pins them for the copy
+        native = {key: value.pin_memory() for key, value in native.items()}
+    processor = MammographyImageProcessor(size={"height": 112, "width": 112}, do_breast_crop=False, do_flip=False,
+                                          keep_aspect_ratio=False, num_channels=3, scales=[1, 2])  # fmt: skip
+    times = []
+    for batch_index in range(rounds):
+        synchronize(device)
+        start = time.perf_counter()
+        on_device = {key: value.to(device, non_blocking=True) for key, value in native.items()}
+        device_views(on_device, processor, seed=0, epoch=0, batch_index=batch_index)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    device_rate = batch / min(times[1:] or times)
+    return {"crop_px": side, "loader_images_per_s_per_core": round(loader_rate, 1),
+            "device_views_images_per_s": round(device_rate, 1),
+            "loader_cores_for_miram": round(training_images_per_s / loader_rate, 2),
+            "views_share_of_miram_step": round(training_images_per_s / device_rate, 3)}  # fmt: skip
+
+
 def table(report: dict) -> str:
     """The results as a Markdown table for bench/README.md."""
     lines = ["| measurement | value |", "| --- | --- |"]
@@ -168,6 +206,12 @@ def table(report: dict) -> str:
         lines.append(f"| 2x decoder, {attention}: s/iteration, peak GB | {row['s_per_iteration']}, "
                      f"{row['peak_memory_gb']} |")  # fmt: skip
     lines.append(f"| bf16 vs fp32 loss, relative difference | {report['bf16_vs_fp32']['relative_difference']} |")
+    feed = report["feed_rate"]
+    rates = f"{feed['loader_images_per_s_per_core']}, {feed['device_views_images_per_s']}"
+    lines.append(f"| --augment_on_device, {feed['crop_px']} px raw crops: loader images/s a core, device views "
+                 f"images/s | {rates} |")  # fmt: skip
+    lines.append(f"| loader cores MIRAM needs; views' share of its step | {feed['loader_cores_for_miram']}; "
+                 f"{feed['views_share_of_miram_step']} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -184,6 +228,8 @@ def main() -> None:
         "decoder_attention": measure_decoder_attention(device, args.dry_run),
         "bf16_vs_fp32": measure_bf16_vs_fp32(device, args.dry_run),
     }
+    miram_rate = report["throughput"]["miram_[1,2]_112"]["images_per_s"]
+    report["feed_rate"] = measure_feed_rate(device, args.dry_run, miram_rate)
     args.output.mkdir(parents=True, exist_ok=True)
     name = "gpu_dry_run.json" if args.dry_run else f"gpu_{report['device'].replace(' ', '_')}.json"
     (args.output / name).write_text(json.dumps(report, indent=2))

@@ -3,10 +3,16 @@
 
 - `miram`: MAE's random resized crop and flip from the native pixels, then 112 px and the 224 px target (MIRAM [1, 2]);
 - `two_views`: the processor to 224 px, then two augmented views (BYOL, MoCo v3, SimCLR);
-- `multi_crop`: two 224 px views and six 96 px ones (DINO, SwAV).
+- `multi_crop`: two 224 px views and six 96 px ones (DINO, SwAV);
+- `miram_raw`: `miram` from raw 16-bit pixels (`prepare_data.py --image_format raw`): no PNG decode;
+- `miram_device`: the loader's part of `pretrain.py --augment_on_device`, from raw pixels: a native region of each crop
+  (`NativeRegionCollator`, regions the crops' size). The crop, flip and resizes then run on the training device
+  (`device_views`); their cost on this CPU is reported apart ("device part"), as a GPU does it.
 
-The crops are phantom breast tissue at 256, 512 and 1024 px (16-bit PNG in parquet, as prepare_data.py writes them).
-Per core = images/s divided by the processes busy (the main one with 0 workers, the workers otherwise). Next to a
+The crops are phantom breast tissue at 256, 512 and 1024 px (16-bit PNG in parquet, as prepare_data.py writes them by
+default, or raw).
+Per core = images/s divided by the processes busy (the main one with 0 workers, the workers otherwise), over a second
+pass (workers started, caches warm). Next to a
 model's training images/s (bench/model_step.py, bench/gpu_check.sh) the cores needed to feed a GPU follow.
 
     python bench/loader.py --images 64 --batch-size 16
@@ -25,42 +31,49 @@ import torch
 from torch.utils.data import DataLoader
 
 from miram_hf import MammographyImageProcessor
-from miram_hf.data.synthetic import generate_phantom
+from miram_hf.data.raw_pixels import to_raw_pixels
+from miram_hf.data.synthetic import phantom_crops
+from miram_hf.training.device_views import NativeRegionCollator, device_views
 from miram_hf.training.pretraining import PretrainingCollator
 from miram_hf.training.views import MultiViewCollator
 
 
-def crops(side: int, count: int) -> list[np.ndarray]:
-    """`count` 16-bit `side` x `side` crops of phantom breast tissue (cut from phantoms twice that size)."""
-    images = []
-    for seed in range(count):
-        phantom = generate_phantom(seed, 2 * side, 2 * side, max_lesions=1, fine_detail_findings=0)
-        images.append(phantom.image[side // 2 : side // 2 + side, :side].copy())
-    return images
+def processor(size: int, scales=None) -> MammographyImageProcessor:
+    return MammographyImageProcessor(size={"height": size, "width": size}, do_breast_crop=False, do_flip=False,
+                                     keep_aspect_ratio=False, scales=scales)  # fmt: skip
 
 
-def collators() -> dict:
-    """Each method's collator, as scripts/pretrain.py configures it."""
-
-    def processor(size: int, scales=None) -> MammographyImageProcessor:
-        return MammographyImageProcessor(size={"height": size, "width": size}, do_breast_crop=False, do_flip=False,
-                                         keep_aspect_ratio=False, scales=scales)  # fmt: skip
-
+def collators(side: int) -> dict:
+    """Each method's collator, as scripts/pretrain.py configures it, with the stored format it reads."""
     return {
-        "miram": PretrainingCollator(processor(112, [1, 2])),
-        "two_views": MultiViewCollator(processor(224)),
-        "multi_crop": MultiViewCollator(processor(224), num_local=6, local_size=96),
+        "miram": (PretrainingCollator(processor(112, [1, 2])), "png"),
+        "two_views": (MultiViewCollator(processor(224)), "png"),
+        "multi_crop": (MultiViewCollator(processor(224), num_local=6, local_size=96), "png"),
+        "miram_raw": (PretrainingCollator(processor(112, [1, 2])), "raw"),
+        "miram_device": (NativeRegionCollator(region_size=side), "raw"),
     }
 
 
+def device_part_seconds(dataset, side: int, batch_size: int, rounds: int = 5) -> float:
+    """Seconds an image of `device_views` (MIRAM [1, 2] at 112 px) on this CPU, one thread."""
+    batch = NativeRegionCollator(region_size=side)([dataset[index] for index in range(batch_size)])
+    timings = []
+    for batch_index in range(rounds):
+        start = time.perf_counter()
+        device_views(batch, processor(112, [1, 2]), seed=0, epoch=0, batch_index=batch_index)
+        timings.append(time.perf_counter() - start)
+    return float(np.median(timings)) / batch_size
+
+
 def images_per_second(dataset, collator, batch_size: int, workers: int) -> float:
+    """The rate of a second pass: workers started, memory maps and caches warm, as through most of a long run."""
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, num_workers=workers, drop_last=True,
-                        persistent_workers=False)  # fmt: skip
-    iterator = iter(loader)
-    next(iterator)  # workers started, caches warm
+                        persistent_workers=workers > 0)  # fmt: skip
+    for _ in loader:
+        pass
     start, count = time.perf_counter(), 0
-    for batch in iterator:
-        count += len(batch["pixel_values"])
+    for batch in loader:
+        count += len(next(iter(batch.values())))
     return count / (time.perf_counter() - start)
 
 
@@ -75,18 +88,26 @@ def main() -> None:
     torch.set_num_threads(1)  # one core a process: per-core figures
     report = {"cpu": platform.processor() or "cpu", "torch": torch.__version__, "batch_size": args.batch_size,
               "images_per_s_per_core": {}}  # fmt: skip
+    report["device_part_ms_per_image_on_this_cpu"] = {}
     features = datasets.Features({"image": datasets.Image()})
     with tempfile.TemporaryDirectory() as folder:
         for side in args.sizes:
             path = Path(folder) / f"crops-{side}.parquet"
-            datasets.Dataset.from_dict({"image": crops(side, args.images)}, features=features).to_parquet(str(path))
-            dataset = datasets.load_dataset("parquet", data_files=str(path), split="train").cast(features)
-            for name, collator in collators().items():
+            images = phantom_crops([(side, side)] * args.images)
+            datasets.Dataset.from_dict({"image": images}, features=features).to_parquet(str(path))
+            stored = {"png": datasets.load_dataset("parquet", data_files=str(path), split="train").cast(features)}
+            to_raw_pixels(stored["png"]).to_parquet(str(path.with_suffix(".raw.parquet")))
+            stored["raw"] = datasets.load_dataset("parquet", data_files=str(path.with_suffix(".raw.parquet")),
+                                                  split="train")  # fmt: skip
+            for name, (collator, image_format) in collators(side).items():
                 for workers in args.workers:
-                    rate = images_per_second(dataset, collator, args.batch_size, workers)
+                    rate = images_per_second(stored[image_format], collator, args.batch_size, workers)
                     per_core = rate / max(1, workers)
                     report["images_per_s_per_core"][f"{side} px, {name}, {workers} workers"] = round(per_core, 1)
-                    print(f"{side:5d} px  {name:10s}  {workers} workers: {rate:7.1f} images/s, {per_core:7.1f} a core")
+                    print(f"{side:5d} px  {name:12s}  {workers} workers: {rate:7.1f} images/s, {per_core:7.1f} a core")
+            device_ms = 1000 * device_part_seconds(stored["raw"], side, args.batch_size)
+            report["device_part_ms_per_image_on_this_cpu"][f"{side} px"] = round(device_ms, 3)
+            print(f"{side:5d} px  device part (device_views, MIRAM [1, 2] at 112 px) on this CPU: {device_ms:.2f} ms")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
     print(f"written to {args.output}")

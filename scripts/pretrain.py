@@ -270,8 +270,8 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
     learning_rate = args.learning_rate
     if args.base_learning_rate is not None:
         learning_rate = args.base_learning_rate * global_batch / 256
-    if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if args.gradient_checkpointing:  # renamed in transformers 5.x; the old name warns where the new one exists
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     on_gpu = accelerator.device.type == "cuda"
     optimizer = torch.optim.AdamW(
         parameter_groups(model, learning_rate, args.weight_decay), betas=(args.adam_beta1, args.adam_beta2),

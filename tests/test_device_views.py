@@ -4,25 +4,20 @@ import pytest
 import torch
 
 from miram_hf import MammographyImageProcessor
-from miram_hf.data import generate_phantom
 from miram_hf.data.raw_pixels import row_image, to_raw_pixels
+from miram_hf.data.synthetic import phantom_crops
 from miram_hf.processing.image_processing_mammography import to_array
 from miram_hf.training.device_views import NativeRegionCollator, device_views, view_draws
 from miram_hf.training.pretraining import native_crop
 
 
-def phantom_crops(sizes: list[tuple[int, int]], bits: int = 12) -> list[np.ndarray]:
-    """Breast tissue from phantoms at `bits` bits, one crop of each (rows, columns) size."""
-    crops = []
-    for seed, (rows, columns) in enumerate(sizes):
-        image = generate_phantom(seed, 2 * rows, 2 * columns, max_lesions=1, fine_detail_findings=0).image
-        crop = image[rows // 2 : rows // 2 + rows, :columns]
-        crops.append((crop >> (16 - bits)).astype(np.uint16))
-    return crops
+def phantom_crops_at(sizes: list[tuple[int, int]], bits: int = 12) -> list[np.ndarray]:
+    """Phantom tissue crops at `bits` bits."""
+    return [crop >> (16 - bits) for crop in phantom_crops(sizes)]
 
 
 def test_raw_pixels_keep_every_value_and_the_other_columns():
-    images = [*phantom_crops([(40, 30)], bits=16), np.arange(12, dtype=np.uint8).reshape(3, 4)]
+    images = [*phantom_crops_at([(40, 30)], bits=16), np.arange(12, dtype=np.uint8).reshape(3, 4)]
     built = datasets.Dataset.from_dict(
         {"image": images, "label": [0, 1]}, features=datasets.Features({"image": datasets.Image(),
                                                                          "label": datasets.Value("int64")})
@@ -40,7 +35,7 @@ def test_raw_pixels_keep_every_value_and_the_other_columns():
 
 
 def test_native_regions_hold_each_image_top_left_and_cut_large_ones_per_epoch():
-    small, wide = phantom_crops([(20, 30), (24, 100)])
+    small, wide = phantom_crops_at([(20, 30), (24, 100)])
     collator = NativeRegionCollator(region_size=32, seed=3)
     batch = collator([{"image": small}, {"image": wide}])
     native = batch["native_pixels"].numpy()
@@ -60,7 +55,7 @@ def test_native_regions_hold_each_image_top_left_and_cut_large_ones_per_epoch():
 def test_device_views_are_the_cpu_views_of_the_same_draws():
     """The device path resamples the continuous crop in one batched grid sample; the CPU path cuts it on whole pixels
     and resizes it with torch's antialiased bilinear. On phantom tissue they agree to about 1% of the range."""
-    crops = phantom_crops([(200, 160), (180, 200), (120, 90), (256, 256)])
+    crops = phantom_crops_at([(200, 160), (180, 200), (120, 90), (256, 256)])
     processor = MammographyImageProcessor(size={"height": 32, "width": 32}, do_breast_crop=False, do_flip=False,
                                           keep_aspect_ratio=False, num_channels=1, scales=[1, 2])  # fmt: skip
     batch = NativeRegionCollator(region_size=256)([{"image": crop} for crop in crops])
@@ -79,7 +74,7 @@ def test_device_views_are_the_cpu_views_of_the_same_draws():
 
 
 def test_device_views_are_drawn_from_seed_epoch_process_and_batch():
-    crops = phantom_crops([(64, 64)] * 3)
+    crops = phantom_crops_at([(64, 64)] * 3)
     processor = MammographyImageProcessor(size={"height": 16, "width": 16}, do_breast_crop=False, do_flip=False,
                                           keep_aspect_ratio=False, num_channels=3)  # fmt: skip
     batch = NativeRegionCollator(region_size=64)([{"image": crop} for crop in crops])

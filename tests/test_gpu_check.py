@@ -28,6 +28,9 @@ def test_without_a_gpu_the_check_says_so_and_dry_runs_every_part(tmp_path):
     assert all(row["images_per_s"] > 0 and row["mfu"] is None for row in report["throughput"].values())
     assert set(report["decoder_attention"]) >= {"sdpa", "nystromformer"}
     assert report["bf16_vs_fp32"]["relative_difference"] < 0.05
+    feed = report["feed_rate"]
+    assert feed["loader_images_per_s_per_core"] > 0 and feed["device_views_images_per_s"] > 0
+    assert feed["loader_cores_for_miram"] > 0 and "loader cores MIRAM needs" in result.stdout
 
 
 def test_the_flops_formula_counts_maes_vit_b_by_hand():

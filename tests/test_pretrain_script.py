@@ -319,6 +319,24 @@ def test_mae_pretrains_as_transformers_vit_mae(tmp_path, monkeypatch):
     assert run_card_code(tmp_path / "mae", monkeypatch)["features"].shape == (1, 17, 32)  # every patch, and CLS
 
 
+def test_gradient_checkpointing_trains_as_the_plain_run(straight_run):
+    root, straight = straight_run
+    state = pretrain.main(arguments(root / "config", root / "checkpointed", root / "cache", "--gradient_checkpointing"))
+    assert_same_weights(root / "checkpointed", root / "straight", atol=1e-6)
+    assert [record["loss"] for record in state["log_history"]] == pytest.approx(
+        [record["loss"] for record in straight["log_history"]], rel=1e-5
+    )
+
+
+def test_mixed_precision_auto_is_bf16_on_a_gpu_and_accelerates_own_setting_elsewhere(monkeypatch):
+    assert pretrain.resolved_mixed_precision("fp16") == "fp16" and pretrain.resolved_mixed_precision("no") == "no"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pretrain.resolved_mixed_precision("auto") is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert pretrain.resolved_mixed_precision("auto") == "bf16"
+
+
 def parquet_shards(folder: Path, num_images: int, rows_per_shard: int, *extra: str) -> Path:
     """prepare_data.py's parquet shards of `num_images` phantoms without fine-detail findings."""
     spec = importlib.util.spec_from_file_location("prepare_data_script", ROOT / "scripts" / "prepare_data.py")

@@ -310,6 +310,17 @@ def generate_phantom(
     return Phantom((intensity * TOP).round().astype(np.uint16), mask, laterality, view, lesions)
 
 
+def phantom_crops(sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """16-bit crops of phantom tissue, one of each (rows, columns) size, each from the phantom of its index (seed) at
+    twice its size: breast tissue with some of the breast's edge and background, as the loader benchmarks and the
+    augmentation tests take them."""
+    crops = []
+    for seed, (rows, columns) in enumerate(sizes):
+        image = generate_phantom(seed, 2 * rows, 2 * columns, max_lesions=1, fine_detail_findings=0).image
+        crops.append(image[rows // 2 : rows // 2 + rows, :columns].copy())
+    return crops
+
+
 def _mirror(lesion: PhantomLesion, width: int) -> PhantomLesion:
     top, left, bottom, right = lesion.box
     return PhantomLesion(
@@ -422,5 +433,6 @@ __all__ = [
     "SyntheticConfig",
     "SyntheticMammography",
     "generate_phantom",
+    "phantom_crops",
     "power_law_texture",
 ]

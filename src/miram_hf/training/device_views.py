@@ -14,6 +14,7 @@ import zlib
 import numpy as np
 import torch
 from torch.nn import functional
+from torch.utils.data import get_worker_info
 
 from ..data.raw_pixels import row_image
 from ..processing import MammographyImageProcessor
@@ -39,19 +40,21 @@ class NativeRegionCollator:
         self.region_size, self.seed, self.epoch = region_size, seed, 0
 
     def __call__(self, rows: list[dict]) -> dict:
-        size = self.region_size
-        native = np.zeros((len(rows), size, size), dtype=np.uint16)
-        extent = np.empty((len(rows), 2), dtype=np.int64)
-        top_values = np.empty(len(rows), dtype=np.float32)
+        native = shared_if_in_worker((len(rows), self.region_size, self.region_size), torch.uint16)
+        extent = torch.empty(len(rows), 2, dtype=torch.int64)
+        top_values = torch.empty(len(rows))
+        pixels = native.numpy()
         for index, row in enumerate(rows):
             array, top_values[index] = to_array(row_image(row))
             if array.dtype != np.uint16:
                 raise ValueError(f"A {array.dtype} image: the device path takes integer images (0..65535).")
             region = self.region_of(array)
-            extent[index] = region.shape
-            native[index, : region.shape[0], : region.shape[1]] = region
-        return {"native_pixels": torch.from_numpy(native), "native_extent": torch.from_numpy(extent),
-                "top_values": torch.from_numpy(top_values)}  # fmt: skip
+            rows_filled, columns_filled = region.shape
+            extent[index] = torch.tensor(region.shape)
+            pixels[index, :rows_filled, :columns_filled] = region
+            pixels[index, rows_filled:] = 0
+            pixels[index, :rows_filled, columns_filled:] = 0
+        return {"native_pixels": native, "native_extent": extent, "top_values": top_values}
 
     def region_of(self, array: np.ndarray) -> np.ndarray:
         rows, columns = array.shape
@@ -73,6 +76,15 @@ def view_draws(
     generator = torch.Generator().manual_seed(derived_seed(seed, epoch, process_index, batch_index))
     regions = random_crop_regions(count, crop_scale, generator=generator)
     return *regions, torch.rand(count, generator=generator) < 0.5
+
+
+def shared_if_in_worker(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor, in shared memory inside a loader worker: the main process then maps the batch instead
+    of the worker copying it there (what `default_collate` does for its batches)."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.tensor([], dtype=dtype).set_(storage).view(shape)
 
 
 def device_views(

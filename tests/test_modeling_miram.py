@@ -272,6 +272,29 @@ def test_sdpa_and_eager_agree_and_eager_returns_attentions():
     assert len(with_attentions.hidden_states) == 3
 
 
+def test_hidden_states_are_captured_from_the_encoder_blocks_only_and_follow_the_config():
+    """transformers' output capture: the embeddings and every encoder block's output (before the final norm), through
+    the wrappers and from `config.output_hidden_states`; the decoders' blocks are not the encoder's."""
+    config = tiny_miram_config(output_hidden_states=True)
+    model = MiramForPreTraining(config).eval()
+    pixel_values, noise = torch.randn(2, 3, 32, 32), torch.rand(2, 16)
+    outputs = model(pixel_values, noise=noise)
+    encoder = model.miram
+    expected = [encoder.embeddings(pixel_values, config.mask_ratio, noise=noise)[0]]
+    for layer in encoder.layers:
+        expected.append(layer(expected[-1])[0])
+    assert len(outputs.hidden_states) == config.num_hidden_layers + 1
+    for captured, manual in zip(outputs.hidden_states, expected, strict=True):
+        torch.testing.assert_close(captured, manual)
+    as_tuple = model(pixel_values, noise=noise, return_dict=False)
+    for captured, manual in zip(as_tuple[list(outputs.keys()).index("hidden_states")], expected, strict=True):
+        torch.testing.assert_close(captured, manual)
+    assert model(pixel_values, noise=noise, output_hidden_states=False).hidden_states is None
+    classifier = MiramForImageClassification(tiny_miram_config(num_labels=2)).eval()
+    assert classifier(pixel_values).hidden_states is None
+    assert len(classifier(pixel_values, output_attentions=True).attentions) == 2
+
+
 def test_mask_ratio_zero_gives_every_token_in_grid_order():
     config = tiny_miram_config(mask_ratio=0.0)
     model = MiramModel(config).eval()

@@ -21,7 +21,14 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput, can_return_tuple, logging
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
+
+try:  # transformers 5.2 and later
+    from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+except ImportError:  # 5.0 and 5.1: the same capture, in the decorator that also merged config defaults
+    from transformers.utils.generic import OutputRecorder
+    from transformers.utils.generic import check_model_inputs as capture_outputs
 
 from .configuration_miram import LINEAR_ATTENTIONS, MiramConfig
 from .linear_attention_miram import (
@@ -486,6 +493,8 @@ class MiramModel(MiramPreTrainedModel):
     it encodes every patch, in grid order."""
 
     _keys_to_ignore_on_load_unexpected = [r"^decoders\."]  # loaded from pretraining weights: the decoders stay out
+    # transformers' output capture: the input of the first block and every block's output, every attention's weights
+    _can_record_outputs = {"hidden_states": MiramLayer, "attentions": OutputRecorder(MiramAttention, index=1)}
 
     def __init__(self, config: MiramConfig):
         super().__init__(config)
@@ -511,44 +520,30 @@ class MiramModel(MiramPreTrainedModel):
     def get_input_embeddings(self) -> MiramPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
-    @can_return_tuple
+    @capture_outputs(tie_last_hidden_states=False)  # hidden_states end with the last block's, before the norm
     def forward(
         self,
         pixel_values: torch.Tensor,
         noise: torch.Tensor | None = None,
         mask_ratio: float | None = None,
         interpolate_pos_encoding: bool = False,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         target_pixel_values: Sequence[torch.Tensor] | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MiramModelOutput:
         r"""
         target_pixel_values: a pretraining processor's reconstruction targets, ignored here, so that
             `model(**processor(images))` works with the processor saved next to pretrained weights.
         """
-        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
+        # attention weights exist only on the eager path: asking for them selects it, whatever the implementation
+        output_attentions = kwargs.get("output_attentions")
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         mask_ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
         hidden_states, mask, ids_restore = self.embeddings(
             pixel_values, mask_ratio, noise=noise, interpolate_pos_encoding=interpolate_pos_encoding
         )
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
         for layer in self.layers:
-            hidden_states, weights = layer(hidden_states, output_attentions)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (weights,)
-        return MiramModelOutput(
-            last_hidden_state=self.layernorm(hidden_states),
-            mask=mask,
-            ids_restore=ids_restore,
-            hidden_states=all_hidden_states,
-            attentions=all_attentions,
-        )
+            hidden_states, _ = layer(hidden_states, output_attentions)
+        return MiramModelOutput(last_hidden_state=self.layernorm(hidden_states), mask=mask, ids_restore=ids_restore)
 
 
 class MiramForPreTraining(MiramPreTrainedModel):
@@ -623,16 +618,10 @@ class MiramForPreTraining(MiramPreTrainedModel):
         target_pixel_values: Sequence[torch.Tensor] | None = None,
         noise: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MiramForPreTrainingOutput:
         outputs = self.miram(
-            pixel_values,
-            return_dict=True,
-            noise=noise,
-            interpolate_pos_encoding=interpolate_pos_encoding,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+            pixel_values, return_dict=True, noise=noise, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs
         )
         grid = (pixel_values.shape[-2] // self.config.patch_size, pixel_values.shape[-1] // self.config.patch_size)
         targets = self.scale_targets(pixel_values, target_pixel_values)
@@ -781,20 +770,14 @@ class MiramForImageClassification(MiramPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         target_pixel_values: Sequence[torch.Tensor] | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> ImageClassifierOutput:
         r"""
         target_pixel_values: a pretraining processor's reconstruction targets, ignored (see `MiramModel.forward`).
         """
         outputs = self.miram(
-            pixel_values,
-            return_dict=True,
-            mask_ratio=0.0,
-            interpolate_pos_encoding=interpolate_pos_encoding,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+            pixel_values, return_dict=True, mask_ratio=0.0, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs
         )
         sequence_output = outputs.last_hidden_state
         if self.fc_norm is not None:

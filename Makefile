@@ -6,7 +6,7 @@ PIP := $(PYTHON) -m pip
 # with one, pip takes the CUDA build that the project's requirements resolve to.
 CPU_TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint space clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,5 +26,11 @@ test: lint
 	# offline as CI is: a test that reaches for the Hub fails at once instead of waiting on the network
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
 
+# the demo Space, ready to upload: miram_hf is not on PyPI, so its wheel goes next to app.py, where requirements.txt
+# tells pip to look
+space: $(VENV)/.installed
+	rm -f spaces/miram-demo/miram_hf-*.whl
+	$(PIP) wheel --quiet --no-deps --no-build-isolation --wheel-dir spaces/miram-demo .
+
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache spaces/miram-demo/miram_hf-*.whl

@@ -3,7 +3,10 @@ through gradio_client against the app launched here."""
 
 import importlib.util
 import os
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,18 @@ def test_the_apps_http_api_answers_through_gradio_client(folders):
         assert {item["label"] for item in label["confidences"]} == {"benign", "malignant"}
     finally:
         interface.close()
+
+
+def test_the_space_folder_with_make_spaces_wheel_installs_miram_hf_without_pypi(tmp_path):
+    """miram_hf is not on PyPI: the Space's requirements.txt finds the wheel `make space` puts next to app.py."""
+    space = tmp_path / "space"
+    shutil.copytree(APP.parent, space, ignore=shutil.ignore_patterns("*.whl", "*.png"))
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(space),
+                    str(APP.parents[2])], check=True, capture_output=True, timeout=300)  # fmt: skip
+    lines = (space / "requirements.txt").read_text().splitlines()
+    (space / "offline.txt").write_text("\n".join(line for line in lines if not line.startswith("gradio")))
+    install = [*pip, "install", "--dry-run", "--ignore-installed", "--no-deps", "--no-index", "-r", "offline.txt"]
+    result = subprocess.run(install, cwd=space, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Would install miram_hf-" in result.stdout

@@ -1,4 +1,4 @@
-"""BCDR (Breast Cancer Digital Repository) as a datasets builder. See collections.md.
+"""BCDR (Breast Cancer Digital Repository) as a datasets builder.
 
 Each set (bcdr_d01, bcdr_f01, ...) has `bcdr_<set>_outlines.csv`, separated by comma and space: patient_id,
 study_id, series, lesion_id, segmentation_id, image_view, image_filename, lw_x_points, lw_y_points (space-separated

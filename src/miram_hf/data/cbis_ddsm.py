@@ -1,7 +1,7 @@
 """CBIS-DDSM (TCIA, CC BY 3.0) as a datasets builder: `images` (one row per mammogram with its abnormalities) and
 `lesions` (one row per abnormality crop, with the MIRAM paper's pathology and mass-margin labels).
 
-Works on the real downloads (see the shared docs, collections.md): the four case-description CSVs and the DICOM tree
+Works on the real downloads: the four case-description CSVs and the DICOM tree
 either as the current NBIA Data Retriever writes it (`<Subject>/<date>-DDSM-[NA-]<5 digits>/<n>.000000-<description>-
 <5 digits>/1-1.dcm`, with `metadata.csv`) or as older downloads did (`<Subject>/<StudyUID>/<SeriesUID>/*.dcm`). The
 CSV's file names do not say which ROI file is the crop and which the mask, and some rows have them swapped: the mask

@@ -1,5 +1,5 @@
 """CMMD (The Chinese Mammography Database, TCIA) as a datasets builder: image-level labels only (`images`, and the
-`tiles` cut from them). See collections.md.
+`tiles` cut from them).
 
 `CMMD_clinicaldata_revision.xlsx` has one row per labelled breast (ID1, LeftRight, Age, number, abnormality,
 classification, subtype); the tree is `CMMD/<ID1>/<date>-NA-NA-<5 digits>/<n>.000000-NA-<5 digits>/1-<k>.dcm`, one
@@ -26,7 +26,7 @@ FEATURES = datasets.Features(
         "label_malignant": datasets.ClassLabel(names=["benign", "malignant"]),  # -1: the unlabelled breast
         "abnormality": datasets.Value("string"),  # mass | calcification | both | "" (unlabelled)
         "subtype": datasets.Value("string"),
-        "number": datasets.Value("int32"),  # meaning unknown (collections.md); None when blank
+        "number": datasets.Value("int32"),  # undocumented by the collection; None when blank
         "age": datasets.Value("int32"),
     }
 )

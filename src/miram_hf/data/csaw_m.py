@@ -1,5 +1,5 @@
 """CSAW-M (masking of cancer in mammography) as a datasets builder: image-level labels only (`images`, and the
-`tiles` cut from them). See collections.md.
+`tiles` cut from them).
 
 `labels/CSAW-M_{train,test}.csv` are `;`-separated: Filename; Label (masking level 1-8); Expert_1..Expert_5 (their
 presence in the train file is unverified: read when there); If_cancer; If_interval_cancer; If_large_invasive_cancer;

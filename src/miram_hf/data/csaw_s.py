@@ -1,4 +1,4 @@
-"""CSAW-S (segmentation of mammograms) as a datasets builder. See collections.md.
+"""CSAW-S (segmentation of mammograms) as a datasets builder.
 
 Images are `anonymized_dataset/<patient>/<id>_<n>.png`, each with one binary PNG mask per structure,
 `<id>_<n>_<structure>.png` (cancer, calcifications, axillary_lymph_nodes, thick_vessels, foreign_object, skin,

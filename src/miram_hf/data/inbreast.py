@@ -1,4 +1,4 @@
-"""INbreast as a datasets builder (restricted licence: users obtain the data themselves). See collections.md.
+"""INbreast as a datasets builder (restricted licence: users obtain the data themselves).
 
 `INbreast.csv` (`;`-separated: Patient ID;Patient age;Laterality;View;Acquisition date;File Name;ACR;Bi-Rads, the
 patient and age cells reading `removed`) gives one row per image; `AllDICOMs/<File Name>_<patient>_MG_<L|R>_<CC|ML>_

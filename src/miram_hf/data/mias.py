@@ -1,4 +1,4 @@
-"""mini-MIAS as a datasets builder: 322 MLO mammograms, 1024x1024 8-bit PGM, with `Info.txt` (see collections.md).
+"""mini-MIAS as a datasets builder: 322 MLO mammograms, 1024x1024 8-bit PGM, with `Info.txt`.
 
 `Info.txt` lines read `mdb001 G CIRC B 535 425 197`: reference, background tissue (F, G, D), class (CALC, CIRC,
 SPIC, MISC, ARCH, ASYM, NORM), severity (B, M), and the centre (x, y, origin bottom-left) and radius of the

@@ -1,4 +1,4 @@
-"""VinDr-Mammo (PhysioNet, credentialed access) as a datasets builder. See collections.md.
+"""VinDr-Mammo (PhysioNet, credentialed access) as a datasets builder.
 
 `breast-level_annotations.csv` has one row per image (study_id, series_id, image_id, laterality, view_position,
 height, width, breast_birads, breast_density, split: training | test, the official split) and

@@ -119,11 +119,13 @@ def device_views(
     theta[:, 1, 2] = (centre_y + 1) * rows - 1
     reduction = max((width * extent[:, 1]).max() / out_width, (height * extent[:, 0]).max() / out_height).item()
     factor = min(MAX_SUPERSAMPLING, max(1, math.ceil(reduction)))
-    grid = functional.affine_grid(theta, [count, 1, out_height * factor, out_width * factor], align_corners=False)
+    # the sampling grid is built where it is used: on a GPU it is the largest tensor here
+    size = [count, 1, out_height * factor, out_width * factor]
+    grid = functional.affine_grid(theta.to(native.device), size, align_corners=False)
     # no sample beyond the centre of an image's last pixel: the zeros past its extent would darken its edges
-    centre_of_last = (2 * extent - 1) / region_size - 1
-    grid = torch.maximum(grid, torch.tensor(1 / region_size - 1))
-    grid = torch.minimum(grid, centre_of_last.flip(-1)[:, None, None, :]).to(native.device)
+    centre_of_last = ((2 * extent - 1) / region_size - 1).flip(-1).to(native.device)
+    grid = grid.clamp_(min=1 / region_size - 1)
+    grid = torch.minimum(grid, centre_of_last[:, None, None, :])
     pixels = native.to(torch.float32).unsqueeze(1)
     pixels = pixels / batch["top_values"].to(native.device, torch.float32)[:, None, None, None]
     resampled = functional.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)

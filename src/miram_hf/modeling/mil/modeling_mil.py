@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput, can_return_tuple
 
 from .backbone import BackboneModelMixin, backbone_from_config, pooled_features
@@ -116,11 +117,11 @@ class MilPreTrainedModel(BackboneModelMixin, PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, MilSelfAttentionPooling):
-            nn.init.normal_(module.cls_token, std=self.config.initializer_range)
+            init.normal_(module.cls_token, std=self.config.initializer_range)
         elif isinstance(module, MilMultiheadAttention):  # as nn.MultiheadAttention initialises itself
-            nn.init.xavier_uniform_(module.in_proj_weight)
-            nn.init.zeros_(module.in_proj_bias)
-            nn.init.zeros_(module.out_proj.bias)
+            init.xavier_uniform_(module.in_proj_weight)
+            init.zeros_(module.in_proj_bias)
+            init.zeros_(module.out_proj.bias)
 
 
 class MilForImageClassification(MilPreTrainedModel):

@@ -785,25 +785,10 @@ class MiramForImageClassification(MiramPreTrainedModel):
         else:
             pooled = sequence_output[:, 0]
         logits = self.classifier(pooled)
-        loss = self.classification_loss(logits, labels) if labels is not None else None
+        loss = self.loss_function(labels, logits, self.config) if labels is not None else None
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-
-    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        labels = labels.to(logits.device)
-        if self.config.problem_type is None:
-            if self.num_labels == 1:
-                self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                self.config.problem_type = "single_label_classification"
-            else:
-                self.config.problem_type = "multi_label_classification"
-        if self.config.problem_type == "regression":
-            return nn.functional.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-        if self.config.problem_type == "single_label_classification":
-            return nn.functional.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
 __all__ = ["MiramForImageClassification", "MiramForPreTraining", "MiramModel", "MiramPreTrainedModel"]

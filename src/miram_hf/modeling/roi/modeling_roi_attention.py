@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput, can_return_tuple
 
 from .backbone import BackboneModelMixin, backbone_from_config, pooled_features
@@ -97,7 +98,7 @@ class RoiAttentionPreTrainedModel(BackboneModelMixin, PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, RoiAttentionForImageClassification) and module.cls_token is not None:
-            nn.init.normal_(module.cls_token, std=self.config.initializer_range)
+            init.normal_(module.cls_token, std=self.config.initializer_range)
 
 
 class RoiAttentionForImageClassification(RoiAttentionPreTrainedModel):

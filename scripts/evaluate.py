@@ -32,25 +32,27 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 import miram_hf  # noqa: F401  (registers the models and the processor)
 from miram_hf.data import finetuning_splits, load_mammography, parse_dataset_options
 from miram_hf.metrics import classification_metrics
-from miram_hf.training.classification import classification_inputs, collate_classification
+from miram_hf.training.classification import (
+    carries_label,
+    classification_inputs,
+    collate_classification,
+    label_task,
+)
 
 logger = logging.getLogger("evaluate")
 
 
 def labelled_rows(dataset, label_column: str):
-    """(rows, labels, task, class names) of the rows that carry the label; multi-label rows are masses only."""
-    feature = dataset.features[label_column]
-    multi_label = hasattr(feature, "feature")
+    """(rows, labels, task, class names) of the rows that carry the label (`carries_label`)."""
+    multi_label, names = label_task(dataset.features[label_column])
+    columns = dataset.select_columns([label_column, "label_pathology"] if multi_label else [label_column])
+    keep = [i for i, row in enumerate(columns) if carries_label(row, label_column, multi_label)]
     if multi_label:
-        names = feature.feature.names
-        keep = [i for i, pathology in enumerate(dataset["label_pathology"]) if pathology in (0, 1)]
         labels = np.zeros((len(keep), len(names)), dtype=int)
         for row, i in enumerate(keep):
-            labels[row, dataset[i][label_column]] = 1
+            labels[row, columns[i][label_column]] = 1
     else:
-        names = feature.names
-        keep = [i for i, label in enumerate(dataset[label_column]) if label >= 0]
-        labels = np.array([dataset[label_column][i] for i in keep])
+        labels = np.array([columns[i][label_column] for i in keep])
     return dataset.select(keep), labels, "multi_label" if multi_label else "single_label", names
 
 

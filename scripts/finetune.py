@@ -45,9 +45,11 @@ from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFl
 from miram_hf.training import parameter_groups
 from miram_hf.training.checkpointing import run_lock
 from miram_hf.training.classification import (
+    carries_label,
     classification_inputs,
     collate_classification,
     image_classifier,
+    label_task,
     with_lora,
 )
 from miram_hf.training.divergence import StopOnNonFiniteGradients, TrainingDivergedError, finite_everywhere
@@ -235,14 +237,10 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     splits, validation_source = finetuning_splits(
         splits, args.label_column, args.num_folds, args.fold, args.validation_fraction, training_args.seed
     )
-    multi_label = args.label_column == "label_mass_margins"
-    feature = splits["train"].features[args.label_column]
-    names = feature.feature.names if multi_label else feature.names
+    multi_label, names = label_task(splits["train"].features[args.label_column])
 
-    def has_label(row) -> bool:  # masses only for margins; no background crops or -1 labels; the chosen view
-        if args.view and row["view"] != args.view:
-            return False
-        return row["label_pathology"] in (0, 1) if multi_label else row[args.label_column] >= 0
+    def has_label(row) -> bool:  # the rows of the task, in the chosen view
+        return (not args.view or row["view"] == args.view) and carries_label(row, args.label_column, multi_label)
 
     splits = {name: split.filter(has_label) for name, split in splits.items()}
     labelling = dict(

@@ -100,6 +100,19 @@ def with_lora(
     return get_peft_model(model, config)
 
 
+def label_task(feature) -> tuple[bool, list[str]]:
+    """Whether a label column's feature is multi-label (a list of classes, as `label_mass_margins`), and its class
+    names."""
+    multi_label = hasattr(feature, "feature")
+    return multi_label, list(feature.feature.names if multi_label else feature.names)
+
+
+def carries_label(row: dict, label_column: str, multi_label: bool) -> bool:
+    """Whether a row takes part in its task: a mass (pathology 0 or 1) for the multi-label mass margins, a label of
+    0 or more otherwise (no background crop, no -1 for "not given")."""
+    return row["label_pathology"] in (0, 1) if multi_label else row[label_column] >= 0
+
+
 def classification_inputs(
     config: PretrainedConfig, processor: MammographyImageProcessor, images: list, augment: Compose | None = None
 ) -> list[dict[str, torch.Tensor]]:
@@ -139,4 +152,12 @@ def collate_classification(rows: list[dict]) -> dict:
     return {**batch, "pixel_values": pixel_values, "tile_mask": tile_mask}
 
 
-__all__ = ["LORA_PROJECTIONS", "classification_inputs", "collate_classification", "image_classifier", "with_lora"]
+__all__ = [
+    "LORA_PROJECTIONS",
+    "carries_label",
+    "classification_inputs",
+    "collate_classification",
+    "image_classifier",
+    "label_task",
+    "with_lora",
+]

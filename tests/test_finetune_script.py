@@ -28,6 +28,8 @@ from miram_hf import (
     MammoVaeForPreTraining,
     MiramForPreTraining,
 )
+from miram_hf.data import MARGIN_NAMES, PATHOLOGY_NAMES, load_mammography
+from miram_hf.training.classification import carries_label, label_task
 
 spec = importlib.util.spec_from_file_location("finetune_script", Path(__file__).parents[1] / "scripts" / "finetune.py")
 finetune = importlib.util.module_from_spec(spec)
@@ -325,3 +327,14 @@ def test_lora_adapters_train_save_and_reload_on_the_base_model(tmp_path):
     torch.testing.assert_close(merged.miram.layers[0].mlp.fc1.weight, base.miram.layers[0].mlp.fc1.weight)  # frozen
     with pytest.raises(ValueError, match="--lora_r adapts the encoder"):
         quick_finetune(model_path, tmp_path / "both", "--lora_r", "4", "--linear_evaluation", "true")
+
+
+def test_the_margin_task_is_multi_label_over_masses_and_the_pathology_task_takes_every_labelled_crop(tmp_path):
+    lesions = load_mammography("synthetic", config_name="lesions", split="train", cache_dir=str(tmp_path),
+                               num_images=8, background_crops_per_image=1)  # fmt: skip
+    assert label_task(lesions.features["label_mass_margins"]) == (True, list(MARGIN_NAMES))
+    assert label_task(lesions.features["label_pathology"]) == (False, list(PATHOLOGY_NAMES))
+    masses = [row for row in lesions if carries_label(row, "label_mass_margins", multi_label=True)]
+    assert masses and {PATHOLOGY_NAMES[row["label_pathology"]] for row in masses} <= {"benign_mass", "malignant_mass"}
+    labelled = [row for row in lesions if carries_label(row, "label_pathology", multi_label=False)]
+    assert len(masses) < len(labelled) < len(lesions)  # calcifications join; background crops (-1) never do

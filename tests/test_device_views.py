@@ -95,3 +95,11 @@ def test_scales_must_divide_the_largest():
     batch = NativeRegionCollator(region_size=16)([{"image": np.ones((16, 16), np.uint16)}])
     with pytest.raises(ValueError, match="must divide the largest"):
         device_views(batch, processor, 0, 0, 0)
+
+
+def test_16_bit_values_above_the_signed_range_keep_their_intensity():
+    processor = MammographyImageProcessor(size={"height": 8, "width": 8}, do_normalize=False)
+    image = np.full((16, 16), 40000, np.uint16)
+    image[0, 0] = 65535  # 16 bits: the scale is 65535
+    views = device_views(NativeRegionCollator(region_size=16)([{"image": image}]), processor, 0, 0, 0)
+    assert torch.allclose(views["pixel_values"].median(), torch.tensor(40000 / 65535))

@@ -126,7 +126,8 @@ def device_views(
     centre_of_last = ((2 * extent - 1) / region_size - 1).flip(-1).to(native.device)
     grid = grid.clamp_(min=1 / region_size - 1)
     grid = torch.minimum(grid, centre_of_last[:, None, None, :])
-    pixels = native.to(torch.float32).unsqueeze(1)
+    # read as int16 and widened: casts from uint16, a type with little kernel support, are left to no device
+    pixels = (native.view(torch.int16).to(torch.int32) & 0xFFFF).to(torch.float32).unsqueeze(1)
     pixels = pixels / batch["top_values"].to(native.device, torch.float32)[:, None, None, None]
     resampled = functional.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
     resampled = functional.avg_pool2d(resampled, factor).clamp_(0, 1)

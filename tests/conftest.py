@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from transformers import ResNetConfig, ViTConfig
+from transformers import ResNetConfig, ViTConfig, ViTMAEConfig
 
 from miram_hf import MiramConfig
 
@@ -58,6 +58,15 @@ def launch_on_two_cpu_processes(
 def tiny_vit_config(image_size: int = 32, num_hidden_layers: int = 1) -> ViTConfig:
     return ViTConfig(image_size=image_size, patch_size=8, num_channels=1, hidden_size=32,
                      num_hidden_layers=num_hidden_layers, num_attention_heads=2, intermediate_size=64)  # fmt: skip
+
+
+def tiny_vit_mae_config(**overrides) -> ViTMAEConfig:
+    """transformers' ViTMAE small enough for CPU tests: 32x32 one-channel inputs, 8-pixel patches, 2 encoder layers,
+    a 1-layer decoder (MIRAM's tiny config's sizes)."""
+    fields = dict(image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2,
+                  num_attention_heads=4, intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1,
+                  decoder_num_attention_heads=2, decoder_intermediate_size=32)  # fmt: skip
+    return ViTMAEConfig(**{**fields, **overrides})
 
 
 def tiny_resnet_config() -> ResNetConfig:

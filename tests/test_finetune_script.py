@@ -7,16 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 from cbis_ddsm_factory import standard_cases, write_cbis_ddsm
-from conftest import launch_on_two_cpu_processes, run_card_code, tiny_miram_config
+from conftest import (
+    launch_on_two_cpu_processes,
+    run_card_code,
+    tiny_miram_config,
+    tiny_resnet_config,
+    tiny_vit_mae_config,
+)
 from transformers import (
     AutoModelForImageClassification,
     Dinov2Config,
     Dinov2ForImageClassification,
-    ResNetConfig,
     ViTConfig,
     ViTForImageClassification,
     ViTImageProcessor,
-    ViTMAEConfig,
     ViTMAEForPreTraining,
 )
 
@@ -114,7 +118,7 @@ def test_finetune_mass_margins_multi_label_and_push(tmp_path, fake_hub):
 
 
 def test_finetune_a_resnet_backbone_exported_by_byol(tmp_path):
-    backbone = ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    backbone = tiny_resnet_config()
     byol = ByolForPreTraining(ByolConfig(backbone_config=backbone, projection_hidden_size=16, projection_size=8))
     byol.backbone_for_image_classification().save_pretrained(tmp_path / "backbone")
     MammographyImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "backbone")
@@ -178,11 +182,7 @@ def test_an_imagenet_checkpoint_keeps_its_normalisation_and_three_channels(tmp_p
 
 
 def test_a_vit_mae_checkpoint_finetunes_with_maes_mean_pooled_head(tmp_path):
-    config = ViTMAEConfig(
-        image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-        decoder_intermediate_size=32,
-    )  # fmt: skip
+    config = tiny_vit_mae_config(num_attention_heads=2)
     mae = ViTMAEForPreTraining(config)
     mae.save_pretrained(tmp_path / "mae")
     quick_finetune(str(tmp_path / "mae"), str(tmp_path / "out"), "--max_steps", "1", "--learning_rate", "0")

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_resnet_config
 from PIL import Image
-from transformers import AutoModelForImageClassification, ResNetConfig, ViTConfig
+from transformers import AutoModelForImageClassification, ViTConfig
 
 from miram_hf import MilConfig, MilForImageClassification
 from miram_hf.training.bags import image_bag, pad_bags
@@ -72,7 +73,7 @@ def test_loss_save_load_and_auto_class(tmp_path):
 
 
 def test_resnet_tiles_and_configuration_errors():
-    backbone = ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    backbone = tiny_resnet_config()
     model = MilForImageClassification(MilConfig(backbone_config=backbone, attention_hidden_size=8, num_labels=2))
     assert model(bag()).logits.shape == (1, 2)
     with pytest.raises(ValueError, match="pooling must be one of"):
@@ -101,7 +102,7 @@ def test_a_bag_keeps_the_breast_tiles_and_the_heatmap_covers_them(tmp_path):
 
 
 def test_padding_never_reaches_the_backbone_so_batchnorm_ignores_it():
-    backbone = ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    backbone = tiny_resnet_config()
     model = MilForImageClassification(
         MilConfig(backbone_config=backbone, attention_hidden_size=8, num_labels=2)
     ).train()

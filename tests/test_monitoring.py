@@ -5,8 +5,8 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_miram_config
-from transformers import ResNetConfig, ViTMAEConfig, ViTMAEForPreTraining
+from conftest import tiny_miram_config, tiny_resnet_config, tiny_vit_mae_config
+from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from miram_hf import (
     ByolConfig,
@@ -122,12 +122,9 @@ def test_the_probe_reads_what_a_fine_tuning_head_would_read():
     expected = torch.nn.functional.layer_norm(encoded[:, 1:].mean(1), (encoded.shape[-1],), eps=1e-12)
     torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-4)  # MAE's mean-pooled, normalised tokens
 
-    mae = ViTMAEForPreTraining(ViTMAEConfig(image_size=32, patch_size=8, num_channels=1, hidden_size=32,
-                                            num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                                            decoder_hidden_size=16, decoder_num_hidden_layers=1,
-                                            decoder_num_attention_heads=2, decoder_intermediate_size=32))  # fmt: skip
+    mae = ViTMAEForPreTraining(tiny_vit_mae_config())
     assert type(feature_extractor(mae)).__name__ == "MiramForImageClassification"
-    backbone = ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    backbone = tiny_resnet_config()
     byol = ByolForPreTraining(ByolConfig(backbone_config=backbone, projection_hidden_size=16, projection_size=8))
     assert feature_extractor(byol)(pixel_values=pixel_values).logits.shape == (2, 16)  # the pooled last stage
     with pytest.raises(ValueError, match="no pooled-feature encoder"):

@@ -14,16 +14,20 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from conftest import launch_on_two_cpu_processes, run_card_code, tiny_miram_config
+from conftest import (
+    launch_on_two_cpu_processes,
+    run_card_code,
+    tiny_miram_config,
+    tiny_resnet_config,
+    tiny_vit_mae_config,
+)
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import (
     AutoConfig,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
-    ResNetConfig,
     ViTConfig,
-    ViTMAEConfig,
     ViTMAEForPreTraining,
 )
 
@@ -296,11 +300,7 @@ def test_a_run_measures_what_it_learned_against_the_random_encoder_and_the_visib
 
 
 def test_mae_pretrains_as_transformers_vit_mae(tmp_path, monkeypatch):
-    config = ViTMAEConfig(
-        image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-        decoder_intermediate_size=32,
-    )  # fmt: skip
+    config = tiny_vit_mae_config()
     config.save_pretrained(tmp_path / "config")
     state = pretrain.main(
         ["--model_type", "mae", "--model_config", str(tmp_path / "config"), "--output_dir", str(tmp_path / "mae"),
@@ -470,7 +470,7 @@ def joint_embedding_config_dir(path: Path, model_type: str) -> Path:
     """A tiny config of `model_type`: a 2-layer ViT on 32 px (ResNet for BYOL, as in the tiled-patch paper)."""
     vit = ViTConfig(image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2,
                     num_attention_heads=2, intermediate_size=64)  # fmt: skip
-    resnet = ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    resnet = tiny_resnet_config()
     heads = {
         "byol": dict(projection_hidden_size=32, projection_size=16),
         "dino": dict(head_hidden_size=32, head_bottleneck_size=16, head_output_size=64),

@@ -2,6 +2,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_vit_mae_config
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEEmbeddings
 
@@ -59,9 +60,7 @@ def test_presets_and_their_errors():
 
 
 def test_vit_mae_gets_maes_initialisation():
-    config = ViTMAEConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1,
-                          decoder_num_attention_heads=2, decoder_intermediate_size=32)  # fmt: skip
+    config = tiny_vit_mae_config(num_channels=3, num_hidden_layers=1, num_attention_heads=2)
     model = ViTMAEForPreTraining(config)
     assert model.vit.embeddings.position_embeddings.abs().sum() == 0  # transformers' fresh init (5.x)
     initialize_vit_mae(model)

@@ -54,7 +54,8 @@ from miram_hf.training.classification import (
 )
 from miram_hf.training.divergence import StopOnNonFiniteGradients, TrainingDivergedError, finite_everywhere
 from miram_hf.training.hub import push_folder_to_hub
-from miram_hf.training.model_card import CITATIONS, render_model_card
+from miram_hf.training.methods import citations_for
+from miram_hf.training.model_card import render_model_card
 from miram_hf.training.pretraining import is_backbone_preset
 
 logger = logging.getLogger("finetune")
@@ -206,7 +207,7 @@ def write_card(
         datasets=[args.dataset],
         architecture=classifier_architecture(model_config),
         method=model_config.model_type,
-        citations=CITATIONS.get({"mammo_vae": "vae"}.get(model_config.model_type, model_config.model_type), []),
+        citations=citations_for(model_config.model_type),
         auto_class="AutoModelForImageClassification",
         usage=usage,
         pipeline_task="image-classification" if one_image_input else None,

@@ -54,7 +54,8 @@ from miram_hf.training.checkpointing import (
 from miram_hf.training.device_views import NativeRegionCollator, device_views
 from miram_hf.training.divergence import TrainingDivergedError, finite_everywhere, is_finite, weights_are_finite
 from miram_hf.training.hub import push_folder_to_hub
-from miram_hf.training.model_card import CITATIONS, render_model_card
+from miram_hf.training.methods import METHODS, pretraining_method
+from miram_hf.training.model_card import render_model_card
 from miram_hf.training.monitoring import (
     ReconstructionMonitor,
     RepresentationProbe,
@@ -64,11 +65,7 @@ from miram_hf.training.monitoring import (
     log_picture,
 )
 from miram_hf.training.pretraining import (
-    JOINT_EMBEDDING_MODELS,
-    MASKED_IMAGE_MODELS,
     MODEL_PRESETS,
-    MODEL_TYPES,
-    MULTI_CROP_MODELS,
     RESNET_PRESETS,
     VAE_PRESETS,
     PretrainingCollator,
@@ -91,7 +88,7 @@ logger = logging.getLogger("pretrain")
 @dataclass
 class PretrainingArguments:
     # the model
-    model_type: str = field(default="miram", metadata={"help": f"one of {sorted(MODEL_TYPES)}"})
+    model_type: str = field(default="miram", metadata={"help": f"one of {sorted(METHODS)}"})
     model_config: str | None = field(
         default=None,
         metadata={
@@ -213,7 +210,8 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb).")
     if args.streaming and args.max_steps <= 0:
         raise ValueError("A streamed dataset has no length: give --max_steps.")
-    if args.augment_on_device and args.model_type not in MASKED_IMAGE_MODELS:
+    method = pretraining_method(args.model_type)
+    if args.augment_on_device and not method.masked:
         raise ValueError(f"--augment_on_device makes the views of MIRAM and MAE; {args.model_type}'s are made in the "
                          "loader.")  # fmt: skip
     if args.on_nonfinite_loss not in ("stop", "skip"):
@@ -255,16 +253,14 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
         patch_size=args.patch_size, scales=args.scales, decoder_attention=args.decoder_attention,
         mask_ratio=args.mask_ratio, norm_pix_loss=args.norm_pix_loss,
     )  # fmt: skip
-    masked = args.model_type in MASKED_IMAGE_MODELS
-    joint_embedding = args.model_type in JOINT_EMBEDDING_MODELS
     model = pretraining_model(config)
     processor = pretraining_processor(config)
     if args.augment_on_device:
         collator = NativeRegionCollator(args.native_region_size, args.seed)
-    elif not joint_embedding:  # the VAE reconstructs whole images, unaugmented, as its paper did
-        collator = PretrainingCollator(processor, args.seed, augment=masked, crop_scale=args.crop_scale)
+    elif not method.joint_embedding:  # the VAE reconstructs whole images, unaugmented, as its paper did
+        collator = PretrainingCollator(processor, args.seed, augment=method.masked, crop_scale=args.crop_scale)
     else:
-        num_local = args.num_local_crops if args.model_type in MULTI_CROP_MODELS else 0
+        num_local = args.num_local_crops if method.multi_crop else 0
         collator = MultiViewCollator(processor, args.seed, num_local=num_local, crop_scale=args.crop_scale,
                                      local_size=local_crop_size(config))  # fmt: skip
     learning_rate = args.learning_rate
@@ -319,8 +315,8 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
         logger.info("Resumed from %s at step %d.", checkpoint, progress["step"])
 
     # the held-out images the reconstructions are drawn and measured on (the training images' first without a probe)
-    preview = preview_batch(held_out if held_out is not None else dataset, processor) if masked else None
-    monitor = ReconstructionMonitor(config) if masked else None
+    preview = preview_batch(held_out if held_out is not None else dataset, processor) if method.masked else None
+    monitor = ReconstructionMonitor(config) if method.masked else None
     logger.info(
         "%s (%s, %.1fM parameters): %d steps of %d images (%d per process x %d accumulation x %d processes), lr %.2e",
         args.model_type, args.model_config, unwrapped.num_parameters() / 1e6, max_steps, global_batch, batch_size,
@@ -363,11 +359,10 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
     while progress["step"] < max_steps:
         step = progress["step"] + 1
         losses, diverged = [], False
-        if joint_embedding:  # the methods' schedules follow the step
-            unwrapped.start_training_step(step, max_steps)
+        method.start_step(unwrapped, step, max_steps)
         for micro_batch in range(accumulation):
             batch = next(stream)
-            if masked:
+            if method.masked:
                 batch["noise"] = mask_noise(batch["pixel_values"], config.patch_size, args.seed, step,
                                             accelerator.process_index, micro_batch)  # fmt: skip
             # gradients are averaged across processes, and the optimizer steps, on the last micro-batch only; a
@@ -386,13 +381,12 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
                 optimizer.zero_grad(set_to_none=True)
             if not diverged:
                 losses.append(outputs.loss.detach())
-                if masked:  # each scale's loss and, on the same masks, the visible-mean baseline's
+                if method.masked:  # each scale's loss and, on the same masks, the visible-mean baseline's
                     monitor.update(batch, outputs)
         if diverged:
             skip_or_stop(args, progress, step, checkpoints_dir)
         scheduler.step()
-        if joint_embedding:
-            unwrapped.update_teachers()
+        method.end_step(unwrapped)
         progress["step"] = step
         bar.update(1)
 
@@ -404,12 +398,12 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
                 "loss": loss,
                 "learning_rate": scheduler.get_last_lr()[0],
             }
-            if masked:
+            if method.masked:
                 record |= monitor.summary(lambda tensor: accelerator.reduce(tensor, reduction="mean"))
             progress["log_history"].append(record)
             accelerator.log({f"train/{key}": value for key, value in record.items() if key not in ("step", "epoch")},
                             step=step)  # fmt: skip
-            bar.set_postfix(loss=f"{loss:.4f}", **({"ratio": format_ratios(record)} if masked else {}))
+            bar.set_postfix(loss=f"{loss:.4f}", **({"ratio": format_ratios(record)} if method.masked else {}))
         if step % args.save_steps == 0 or step == max_steps:
             # every process's (epoch, batch) place: the parts of a stream can differ in length across processes
             position = torch.tensor([[progress["epoch"], progress["batches_in_epoch"]]], device=accelerator.device)
@@ -420,7 +414,7 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
                                                                checkpoints_dir))  # fmt: skip
             save_checkpoint(accelerator, checkpoints_dir, step, progress, args.save_total_limit)
             touch_lock(output_dir)
-            if masked:
+            if method.masked:
                 log_reconstruction(accelerator, model, preview, output_dir / "reconstructions" / f"step-{step}.png",
                                    args.seed, step, progress)  # fmt: skip
         # the last step's probe is the saved model's, below (FSDP leaves no whole model to probe here)
@@ -435,7 +429,7 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
     per_process = accelerator.gather(torch.tensor([[seen["images"], seen["pixel_crc32"]]], device=accelerator.device))
     progress["processes"] = [{"images": images, "pixel_crc32": crc} for images, crc in per_process.tolist()]
     state_dict = accelerator.get_state_dict(model)  # every process: FSDP gathers the shards
-    if masked:
+    if method.masked:
         log_reconstruction(accelerator, model, preview, output_dir / "reconstruction.png", args.seed, max_steps,
                            progress)  # fmt: skip
     if accelerator.is_main_process:
@@ -447,7 +441,7 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
             run_probe(probe, trained, progress, max_steps, accelerator)
         trained.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
-        if joint_embedding:  # what finetune.py takes: the backbone with a fresh classification head
+        if method.joint_embedding:  # what finetune.py takes: the backbone with a fresh classification head
             trained.backbone_for_image_classification().save_pretrained(output_dir / "backbone")
             processor.save_pretrained(output_dir / "backbone")
             add_remote_pipelines(output_dir / "backbone")
@@ -595,21 +589,13 @@ def log_reconstruction(
     log_picture(accelerator.trackers, "reconstruction", path, step)
 
 
-def augmentation(args: PretrainingArguments) -> str:
-    if args.model_type == "vae":
-        return "none"
-    if args.model_type in MASKED_IMAGE_MODELS:
-        return f"random resized crop {args.crop_scale} + flip"
-    crops = f"2 global views + {args.num_local_crops} local" if args.model_type in MULTI_CROP_MODELS else "2 views"
-    return f"{crops}: random resized crop {args.crop_scale} + flips + gamma + contrast"
-
-
 def write_card(
     args: PretrainingArguments, config, output_dir: Path, rows: int | None, global_batch: int, learning_rate: float,
     steps: int, learned: list[tuple[str, str]], probe: dict | None, held_out: datasets.Dataset | None,
 ) -> None:  # fmt: skip
     """The model card: what was trained, on what data, with which recipe, and what it learned (the last probe as
     model-index results)."""
+    method = pretraining_method(args.model_type)
     data = f"`{args.dataset}`" + (f" (`{args.dataset_config}`)" if args.dataset in BUILDERS else "")
     data += f": {rows} training images" if rows is not None else ", streamed"
     recipe = {
@@ -617,41 +603,11 @@ def write_card(
         f"patch {getattr(config, 'patch_size', None)})",
         "steps": steps, "global batch": global_batch, "learning rate": f"{learning_rate:.3e}",
         "optimizer": f"AdamW ({args.adam_beta1}, {args.adam_beta2}), weight decay {args.weight_decay}",
-        "schedule": "linear warmup + half-cosine", "augmentation": augmentation(args), "seed": args.seed,
+        "schedule": "linear warmup + half-cosine", "seed": args.seed,
+        "augmentation": method.augmentation(args.crop_scale, args.num_local_crops),
     }  # fmt: skip
     backbone = getattr(config, "backbone_config", None)
-    architecture = {
-        "miram": "MIRAM: a ViT masked autoencoder with one decoder per reconstruction scale",
-        "mae": "MAE: transformers' ViTMAE masked autoencoder",
-        "byol": "BYOL: an online network regressing a moving-average target's projection of the other view",
-        "dino": "DINO: self-distillation from a moving-average teacher across multi-crop views",
-        "mocov3": "MoCo v3: InfoNCE between predicted queries and a momentum encoder's keys",
-        "simclr": "SimCLR: NT-Xent between the projections of two views",
-        "swav": "SwAV: swapped prediction of Sinkhorn-Knopp cluster codes across multi-crop views",
-        "vae": "VAE-SSL: a convolutional VAE whose latent (mu, sigma, z) a 228-parameter classifier reads",
-    }[args.model_type] + (f", {backbone.model_type} backbone" if backbone is not None else "")
-    if args.model_type == "miram":
-        loading = {}  # the template's: MiramModel features of every patch
-    elif args.model_type == "mae":
-        loading = {
-            "usage": "model.config.mask_ratio = 0.0  # every patch\n"
-            'features = model(**processor("mammogram.dcm")).last_hidden_state',
-            "pipeline_task": None,
-        }
-    elif args.model_type == "vae":
-        loading = {
-            "auto_class": "AutoModelForPreTraining",
-            "pipeline_task": None,
-            "usage": 'outputs = model(**processor("mammogram.dcm"))  # reconstruction, mu, logvar, z\n'
-            "# AutoModelForImageClassification.from_pretrained(..., num_labels=4): the 228-parameter "
-            "classifier",
-        }
-    else:
-        loading = {
-            "auto_class": "AutoModelForPreTraining",
-            "pipeline_task": None,
-            "usage": "classifier = model.backbone_for_image_classification(num_labels=2)  # or the backbone/ folder",
-        }
+    architecture = method.architecture + (f", {backbone.model_type} backbone" if backbone is not None else "")
     probe_split = "validation" if held_out is not None else "train (first images)"
     results = [
         {"dataset_name": f"{args.probe_dataset} `{args.probe_label_column}` (encoder probe)",
@@ -662,8 +618,8 @@ def write_card(
     ]  # fmt: skip
     card = render_model_card(
         args.hub_model_id or output_dir.name, "pretraining", data, recipe, architecture=architecture,
-        method=args.model_type, citations=CITATIONS[args.model_type], learned=learned, results=results,
-        datasets=[Path(args.dataset).name if Path(args.dataset).exists() else args.dataset], **loading,
+        method=args.model_type, citations=list(method.citations), learned=learned, results=results,
+        datasets=[Path(args.dataset).name if Path(args.dataset).exists() else args.dataset], **method.card_usage,
     )  # fmt: skip
     card.save(output_dir / "README.md")
 

@@ -1,6 +1,7 @@
 from huggingface_hub import ModelCard
 
-from miram_hf.training.model_card import CITATIONS, is_hub_model_id, render_model_card
+from miram_hf.training.methods import METHODS
+from miram_hf.training.model_card import is_hub_model_id, render_model_card
 
 RESULTS = [
     {"dataset_name": "CBIS-DDSM", "dataset_type": "cbis-ddsm", "dataset_split": "test", "metric_type": "roc_auc",
@@ -21,7 +22,7 @@ def test_card_has_model_index_recipe_and_use_limits(tmp_path):
         datasets=["cbis-ddsm"],
         architecture="MIRAM: a ViT masked autoencoder with one decoder per reconstruction scale",
         method="miram",
-        citations=CITATIONS["miram"],
+        citations=list(METHODS["miram"].citations),
     )
     card.save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")
@@ -38,7 +39,7 @@ def test_card_has_model_index_recipe_and_use_limits(tmp_path):
 
 def test_card_without_results():
     card = render_model_card("org/byol-pretrained", "pretraining", "synthetic phantom", {"steps": 100},
-                             architecture="BYOL", method="byol", citations=CITATIONS["byol"])  # fmt: skip
+                             architecture="BYOL", method="byol", citations=list(METHODS["byol"].citations))  # fmt: skip
     assert card.data.eval_results is None and "Not evaluated on a downstream task yet." in card.text
     assert card.data.pipeline_tag == "image-feature-extraction"
     assert "byol" in card.data.tags and "miram" not in card.data.tags and "self-supervised-learning" in card.data.tags

@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_vit_mae_config
-from transformers import ViTMAEConfig, ViTMAEForPreTraining
+from transformers import AutoConfig, AutoModelForPreTraining, ViTMAEConfig, ViTMAEForPreTraining
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEEmbeddings
 
 from miram_hf import MammographyImageProcessor, MiramConfig
+from miram_hf.training.methods import METHODS, citations_for, pretraining_method
 from miram_hf.training.pretraining import (
     PretrainingCollator,
     epoch_batches,
@@ -143,3 +144,16 @@ def test_views_are_seeded_mammogram_augmentations_of_the_processed_image():
     assert set(two_views) == {"pixel_values"}
     with pytest.raises(ValueError, match="local_size"):
         MultiViewCollator(processor, num_local=2)
+
+
+def test_every_method_is_one_record_with_registered_models_a_card_and_citations():
+    for name, method in METHODS.items():
+        config = AutoConfig.for_model(method.model_type)  # registered with the Auto classes
+        assert type(AutoModelForPreTraining.from_config(config)).__name__.endswith("ForPreTraining"), name
+        assert method.citations and method.architecture and pretraining_method(name) is method
+        assert [method.masked, method.joint_embedding, method.learns_from == "whole images"].count(True) == 1, name
+        assert not method.multi_crop or method.joint_embedding, name
+    assert sorted(name for name, method in METHODS.items() if method.multi_crop) == ["dino", "swav"]
+    assert citations_for("mammo_vae") == list(METHODS["vae"].citations) and citations_for("vit") == []
+    with pytest.raises(ValueError, match="Unknown model_type 'jepa'; choose one of"):
+        pretraining_method("jepa")

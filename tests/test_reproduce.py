@@ -35,7 +35,7 @@ def test_every_recipe_parses_as_its_scripts_arguments(table):
         if recipe.get("pretrain"):
             argv = reproduce.command_line(recipe["pretrain"], names) + ["--output_dir", "/out"]
             (arguments,) = HfArgumentParser(pretrain.PretrainingArguments).parse_args_into_dataclasses(args=argv)
-            assert arguments.model_type in pretrain.MODEL_TYPES
+            assert arguments.model_type in pretrain.METHODS
         argv = reproduce.command_line(recipe["finetune"], names) + ["--output_dir", "/out"]
         HfArgumentParser((finetune.FinetuneArguments, TrainingArguments)).parse_args_into_dataclasses(args=argv)
 

@@ -7,30 +7,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import validate_repo_id
 
 TEMPLATES = Path(__file__).resolve().parent / "model_cards"
-MIRAM_CITATION = (
-    "MIRAM: Masked Image Reconstruction Across Multiple Scales for Breast Lesion Risk Prediction (cite the paper as "
-    "published)."
-)
-MAE_CITATION = (
-    'K. He, X. Chen, S. Xie, Y. Li, P. Dollár and R. Girshick, "Masked autoencoders are scalable vision learners", '
-    "CVPR 2022."
-)
-# What to cite for a model of each pretraining method.
-CITATIONS = {
-    "miram": [MIRAM_CITATION, MAE_CITATION],
-    "mae": [MAE_CITATION],
-    "byol": ['J.-B. Grill et al., "Bootstrap your own latent: a new approach to self-supervised learning", '
-             "NeurIPS 2020."],
-    "dino": ['M. Caron et al., "Emerging properties in self-supervised vision transformers", ICCV 2021.'],
-    "mocov3": ['X. Chen, S. Xie and K. He, "An empirical study of training self-supervised vision transformers", '
-               "ICCV 2021."],
-    "simclr": ['T. Chen, S. Kornblith, M. Norouzi and G. Hinton, "A simple framework for contrastive learning of '
-               'visual representations", ICML 2020.'],
-    "swav": ['M. Caron et al., "Unsupervised learning of visual features by contrasting cluster assignments", '
-             "NeurIPS 2020."],
-    "vae": ["The VAE-based self-supervised model for limited-sample mammogram classification (cite the paper as "
-            "published)."],
-}  # fmt: skip
 
 
 def is_hub_model_id(name: str | None) -> bool:

@@ -20,18 +20,8 @@ from ..data.raw_pixels import RAW_PIXEL_FEATURES, row_image
 from ..modeling.miram.modeling_miram import sincos_position_embedding
 from ..processing import MammographyImageProcessor
 from ..processing.augmentations import random_crop_regions
+from .methods import pretraining_method
 
-# --model_type -> transformers model_type. MAE is transformers' own ViTMAE.
-MODEL_TYPES = {
-    "miram": "miram", "mae": "vit_mae", "byol": "byol", "dino": "dino", "mocov3": "mocov3", "simclr": "simclr",
-    "swav": "swav", "vae": "mammo_vae",
-}  # fmt: skip
-# the masked autoencoders take masking noise and draw reconstructions; the others learn from views of each image
-MASKED_IMAGE_MODELS = ("miram", "mae")
-# the methods that learn from views of each image, with the schedules of `start_training_step`
-JOINT_EMBEDDING_MODELS = ("byol", "dino", "mocov3", "simclr", "swav")
-# the methods trained on multi-crop views (2 global + local crops); the other joint-embedding ones take two views
-MULTI_CROP_MODELS = ("dino", "swav")
 # Encoders of DeiT's tiny / small and ViT's base sizes; MAE's decoder (512 wide, 8 deep) for base, narrower ones below.
 # One channel, 112 x 112 inputs in 16-pixel patches, as in the MIRAM paper. `vit-demo`, the default, is what two CPU
 # cores pretrain in minutes to a reconstruction well below the visible-mean baseline (README: the demo's figures):
@@ -88,11 +78,10 @@ def pretraining_config(
     vae-640x800 for the VAE) or a config file or folder; `overrides`
     set its input and masking fields (image_size, patch_size, scales, ...; None leaves a field alone) and
     `config_overrides` any other, as `key=value,key=value` (transformers' `update_from_string`)."""
-    if model_type not in MODEL_TYPES:
-        raise ValueError(f"Unknown model_type {model_type!r}; choose one of {sorted(MODEL_TYPES)}.")
+    method = pretraining_method(model_type)
     overrides = {key: value for key, value in overrides.items() if value is not None}
     wrong = set(overrides) & set(MIRAM_ONLY if model_type != "miram" else ())
-    wrong |= set(overrides) & set(MASKING_ONLY if model_type not in MASKED_IMAGE_MODELS else ())
+    wrong |= set(overrides) & set(MASKING_ONLY if not method.masked else ())
     if wrong:
         raise ValueError(f"{sorted(wrong)} are not options of model_type {model_type}.")
     model_config = model_config or default_model_config(model_type)
@@ -100,7 +89,7 @@ def pretraining_config(
         config = preset_config(model_type, model_config, overrides)
     else:
         config = AutoConfig.from_pretrained(model_config, **overrides)
-        if config.model_type != MODEL_TYPES[model_type]:
+        if config.model_type != method.model_type:
             raise ValueError(f"{model_config} is a {config.model_type} config, not one for model_type {model_type}.")
     if config_overrides:
         config.update_from_string(config_overrides)
@@ -122,14 +111,15 @@ def preset_config(model_type: str, preset: str, overrides: dict) -> PretrainedCo
         return AutoConfig.for_model(
             "mammo_vae", **{**VAE_PRESETS[preset], **({"image_size": [size, size]} if size else {})}
         )
-    if model_type in MASKED_IMAGE_MODELS:
+    method = pretraining_method(model_type)
+    if method.masked:
         if preset in RESNET_PRESETS:
             raise ValueError(f"{preset} is a ResNet backbone; {model_type} pretrains a ViT ({sorted(MODEL_PRESETS)}).")
-        return AutoConfig.for_model(MODEL_TYPES[model_type], **{**PRESET_INPUT, **MODEL_PRESETS[preset], **overrides})
+        return AutoConfig.for_model(method.model_type, **{**PRESET_INPUT, **MODEL_PRESETS[preset], **overrides})
     backbone = backbone_preset_config(preset, **overrides)
     # a ViT's own input size (its preset's, or the override); ResNet configs have none
     image_size = getattr(backbone, "image_size", overrides.get("image_size", PRESET_INPUT["image_size"]))
-    return AutoConfig.for_model(MODEL_TYPES[model_type], backbone_config=backbone, image_size=image_size)
+    return AutoConfig.for_model(method.model_type, backbone_config=backbone, image_size=image_size)
 
 
 def is_backbone_preset(name: str) -> bool:
@@ -350,11 +340,7 @@ def epoch_batches(
 
 
 __all__ = [
-    "JOINT_EMBEDDING_MODELS",
-    "MASKED_IMAGE_MODELS",
     "MODEL_PRESETS",
-    "MODEL_TYPES",
-    "MULTI_CROP_MODELS",
     "RESNET_PRESETS",
     "VAE_PRESETS",
     "PretrainingCollator",

@@ -215,6 +215,16 @@ def write_card(
     card.save(Path(training_args.output_dir) / "README.md")
 
 
+def check_arguments(args: FinetuneArguments, training_args: TrainingArguments) -> None:
+    """Flags that contradict each other, refused before any data or model is loaded."""
+    if training_args.push_to_hub and not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb-cbis-pathology).")
+    if args.linear_evaluation and args.frozen_backbone_epochs:
+        raise ValueError("--linear_evaluation keeps the encoder frozen throughout: drop --frozen_backbone_epochs.")
+    if args.lora_r and (args.linear_evaluation or args.frozen_backbone_epochs):
+        raise ValueError("--lora_r adapts the encoder: drop --linear_evaluation and --frozen_backbone_epochs.")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
@@ -225,10 +235,9 @@ def main(argv: list[str] | None = None) -> dict:
 def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     """The fine-tuning `args` describe, from the data to the model folder and its card; returns its results."""
     training_args.remove_unused_columns = False  # the on-the-fly transform makes the inputs from the image column
+    check_arguments(args, training_args)
     # pushed once at the end, card included (Trainer's own push would replace our card with its own)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    if push_to_hub and not training_args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb-cbis-pathology).")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     extra = {"num_images": args.num_images} if args.num_images is not None else {}
@@ -319,10 +328,6 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     if layer_decay is not None and not hasattr(model.config, "num_hidden_layers"):
         logger.info("No layer-wise lr decay: a %s config has no num_hidden_layers.", model.config.model_type)
         layer_decay = None
-    if args.linear_evaluation and args.frozen_backbone_epochs:
-        raise ValueError("--linear_evaluation keeps the encoder frozen throughout: drop --frozen_backbone_epochs.")
-    if args.lora_r and (args.linear_evaluation or args.frozen_backbone_epochs):
-        raise ValueError("--lora_r adapts the encoder: drop --linear_evaluation and --frozen_backbone_epochs.")
     if args.lora_r:
         layers = args.lora_target_modules.split(",") if args.lora_target_modules else None
         model = with_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, layers)

@@ -338,3 +338,18 @@ def test_the_margin_task_is_multi_label_over_masses_and_the_pathology_task_takes
     assert masses and {PATHOLOGY_NAMES[row["label_pathology"]] for row in masses} <= {"benign_mass", "malignant_mass"}
     labelled = [row for row in lesions if carries_label(row, "label_pathology", multi_label=False)]
     assert len(masses) < len(labelled) < len(lesions)  # calcifications join; background crops (-1) never do
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--linear_evaluation", "true", "--frozen_backbone_epochs", "1"], "drop --frozen_backbone_epochs"),
+        (["--lora_r", "4", "--frozen_backbone_epochs", "1"], "--lora_r adapts the encoder"),
+        (["--push_to_hub", "true"], "--push_to_hub needs --hub_model_id"),
+    ],
+)
+def test_contradicting_flags_are_refused_before_any_data_or_model_is_loaded(flags, message, tmp_path):
+    # neither the model nor the collection exists: loading either first would fail with another error
+    with pytest.raises(ValueError, match=message):
+        finetune.main(["--model_name_or_path", str(tmp_path / "no-model"), "--dataset", "cbis-ddsm", "--data_dir",
+                       str(tmp_path / "no-data"), "--output_dir", str(tmp_path / "out"), *flags])  # fmt: skip

@@ -171,6 +171,18 @@ class PretrainingArguments:
     push_to_hub: bool = field(default=False)
     hub_model_id: str | None = field(default=None)
 
+    def __post_init__(self):
+        """Flags that contradict each other are refused as they are parsed, as TrainingArguments does."""
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb).")
+        if self.streaming and self.max_steps <= 0:
+            raise ValueError("A streamed dataset has no length: give --max_steps.")
+        if self.augment_on_device and not pretraining_method(self.model_type).masked:
+            raise ValueError(f"--augment_on_device makes the views of MIRAM and MAE; {self.model_type}'s are made in "
+                             "the loader.")  # fmt: skip
+        if self.on_nonfinite_loss not in ("stop", "skip"):
+            raise ValueError(f"--on_nonfinite_loss is stop or skip, got {self.on_nonfinite_loss!r}.")
+
 
 def resolved_mixed_precision(requested: str) -> str | None:
     """`--mixed_precision auto`: bf16 on a GPU that computes in it; elsewhere None, which leaves accelerate's own
@@ -206,16 +218,7 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
     """The run `args` describe, from the data to the model folder; returns its progress (trainer_state.json)."""
     output_dir = Path(args.output_dir)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING, format="%(message)s")
-    if args.push_to_hub and not args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb).")
-    if args.streaming and args.max_steps <= 0:
-        raise ValueError("A streamed dataset has no length: give --max_steps.")
     method = pretraining_method(args.model_type)
-    if args.augment_on_device and not method.masked:
-        raise ValueError(f"--augment_on_device makes the views of MIRAM and MAE; {args.model_type}'s are made in the "
-                         "loader.")  # fmt: skip
-    if args.on_nonfinite_loss not in ("stop", "skip"):
-        raise ValueError(f"--on_nonfinite_loss is stop or skip, got {args.on_nonfinite_loss!r}.")
     set_seed(args.seed)
 
     # data

@@ -388,11 +388,6 @@ def test_a_stream_over_two_processes_resumes_exactly(num_images, rows_per_shard,
     assert_same_weights(tmp_path / "resumed", tmp_path / "straight")
 
 
-def test_a_streamed_dataset_needs_max_steps(tmp_path):
-    with pytest.raises(ValueError, match="--max_steps"):
-        pretrain.main(["--dataset", str(tmp_path), "--streaming", "--output_dir", str(tmp_path / "out")])
-
-
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory) -> tuple[Path, Path]:
     """Three steps on two CPU processes through `accelerate launch` (DDP), checkpoints at 2 and 3."""
@@ -625,7 +620,16 @@ def test_views_made_on_the_device_from_raw_pixels_train_and_resume_exactly_with_
     assert (tmp_path / "straight" / "reconstruction.png").stat().st_size > 0
 
 
-def test_only_the_masked_autoencoders_augment_on_the_device(tmp_path):
-    with pytest.raises(ValueError, match="--augment_on_device makes the views of MIRAM and MAE; simclr's"):
-        pretrain.main(["--model_type", "simclr", "--augment_on_device", "--output_dir", str(tmp_path), "--report_to",
-                       "none"])  # fmt: skip
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--model_type", "simclr", "--augment_on_device"], "makes the views of MIRAM and MAE; simclr"),
+        (["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
+        (["--streaming"], "A streamed dataset has no length"),
+        (["--on_nonfinite_loss", "retry"], "--on_nonfinite_loss is stop or skip"),
+    ],
+)
+def test_contradicting_flags_are_refused_as_they_are_parsed(flags, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        pretrain.main([*flags, "--output_dir", str(tmp_path / "out"), "--report_to", "none"])
+    assert not (tmp_path / "out").exists()  # nothing was started

@@ -43,6 +43,7 @@ from miram_hf.metrics import Accuracy, AveragePrecision, RocAuc, bootstrap_over_
 logger = logging.getLogger("reproduce")
 SCRIPTS = Path(__file__).resolve().parent
 RECIPES = SCRIPTS.parent / "configs" / "recipes"
+DEFAULTS = "_defaults.yaml"
 # --smoke: the synthetic phantom, tiny inputs and a couple of steps, to check that a table's rows run end to end
 SMOKE = {
     "pretrain": dict(dataset="synthetic", num_images=8, max_steps=2, per_device_train_batch_size=4, image_size=32,
@@ -69,17 +70,49 @@ def load_script(name: str):
 
 
 def load_recipes(table: str, recipes_dir: Path = RECIPES) -> list[dict]:
+    """The rows of `table`, each complete: a row that fine-tunes starts from `_defaults.yaml` (the recipes folder's,
+    then the table's, its own values winning), and a row with `same_pretraining_as` takes that row's `pretrain`."""
     folder = recipes_dir / table
     if not folder.is_dir():
         tables = sorted(path.name for path in recipes_dir.iterdir() if path.is_dir())
         raise ValueError(f"No recipes for table {table!r} in {recipes_dir}; tables: {tables}.")
-    recipes = []
+    defaults = merged(*(read_yaml(path) for path in (recipes_dir / DEFAULTS, folder / DEFAULTS) if path.exists()))
+    recipes = {}
     for path in sorted(folder.glob("*.yaml")):
-        recipe = yaml.safe_load(path.read_text())
-        if not isinstance(recipe, dict) or "row" not in recipe:
+        if path.name == DEFAULTS:
+            continue
+        recipe = read_yaml(path)
+        if "row" not in recipe:
             raise ValueError(f"{path} is not a recipe: it needs at least a `row` name.")
-        recipes.append({**recipe, "name": path.stem})
-    return recipes
+        if "finetune" in recipe:
+            recipe = merged(defaults, recipe)
+        recipes[path.stem] = {**recipe, "name": path.stem}
+    for name, recipe in recipes.items():
+        shared = recipe.get("same_pretraining_as")
+        if shared is None:
+            continue
+        if shared not in recipes or "pretrain" in recipe:
+            raise ValueError(f"{folder / name}.yaml: same_pretraining_as takes the pretraining of another row of the "
+                             f"table ({sorted(recipes)}) and has no pretrain section of its own.")  # fmt: skip
+        recipe["pretrain"] = recipes[shared]["pretrain"]
+    return list(recipes.values())
+
+
+def read_yaml(path: Path) -> dict:
+    content = yaml.safe_load(path.read_text())
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} holds no mapping of sections.")
+    return content
+
+
+def merged(*layers: dict) -> dict:
+    """The sections of `layers`, key by key, later layers winning."""
+    result = {}
+    for layer in layers:
+        for key, value in layer.items():
+            both_sections = isinstance(value, dict) and isinstance(result.get(key), dict)
+            result[key] = {**result[key], **value} if both_sections else value
+    return result
 
 
 def parse_pairs(text: str | None, what: str) -> dict[str, str]:

@@ -23,6 +23,24 @@ reproduce, pretrain, finetune = script("reproduce"), script("pretrain"), script(
 TABLES = sorted(path.name for path in (ROOT / "configs" / "recipes").iterdir() if path.is_dir())
 
 
+def test_a_recipe_is_its_file_over_the_table_and_folder_defaults_and_shares_a_rows_pretraining(tmp_path):
+    defaults = "finetune: {save_total_limit: 2, eval_strategy: epoch}\nevaluate: {split: test}\n"
+    (tmp_path / "_defaults.yaml").write_text(defaults)
+    table = tmp_path / "table"
+    table.mkdir()
+    (table / "_defaults.yaml").write_text("finetune: {save_total_limit: 1}\n")
+    (table / "a.yaml").write_text("row: A\npretrain: {model_type: mae}\nfinetune: {eval_strategy: steps}\n")
+    (table / "b.yaml").write_text("row: B\nsame_pretraining_as: a\nfinetune: {learning_rate: 0.1}\n")
+    (table / "c.yaml").write_text("row: C\nbenchmark: {script: model_step}\n")
+    a, b, c = reproduce.load_recipes("table", tmp_path)
+    assert a["finetune"] == {"save_total_limit": 1, "eval_strategy": "steps"} and a["evaluate"] == {"split": "test"}
+    assert b["pretrain"] == {"model_type": "mae"} and b["finetune"]["learning_rate"] == 0.1
+    assert c == {"row": "C", "benchmark": {"script": "model_step"}, "name": "c"}  # no fine-tuning: no defaults
+    (table / "b.yaml").write_text("row: B\nsame_pretraining_as: a\npretrain: {model_type: mae}\n")
+    with pytest.raises(ValueError, match="b.yaml: same_pretraining_as takes the pretraining of another row"):
+        reproduce.load_recipes("table", tmp_path)
+
+
 @pytest.mark.parametrize("table", TABLES)
 def test_every_recipe_parses_as_its_scripts_arguments(table):
     names = {"pretrained": "/out/pretrain", "imagenet_vit": "/models/vit", "imagenet_mae": "/models/mae"}

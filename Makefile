@@ -19,8 +19,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/accelerate launch scripts/pretrain.py
 
 lint: $(VENV)/.installed
-	$(PYTHON) -m ruff check src tests scripts bench spaces
-	$(PYTHON) -m ruff format --check src tests scripts bench spaces
+	$(PYTHON) -m ruff check src tests scripts bench spaces utils
+	$(PYTHON) -m ruff format --check src tests scripts bench spaces utils
 
 test: lint
 	# offline as CI is: a test that reaches for the Hub fails at once instead of waiting on the network

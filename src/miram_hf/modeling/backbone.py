@@ -1,9 +1,9 @@
 """The backbone that the comparison families (BYOL, DINO, MoCo v3, SimCLR, SwAV, MIL, RoI attention) build from a
 `backbone_config`: any transformers ViT, ResNet, DINOv2 or a MIRAM encoder, and its pooled image feature.
 
-One file, one home: each of those family folders links it as a sibling (`backbone.py` is a symbolic link), so the
-family's files import it with a single dot and `save_pretrained` copies it next to the weights, which keeps every
-family folder Hub-portable (`trust_remote_code=True` with only transformers installed).
+Written here only: each of those family folders holds a copy (`utils/fix_copies.py` writes them, the tests check
+them), so the family's files import it with a single dot and `save_pretrained` copies it next to the weights, which
+keeps every family folder Hub-portable (`trust_remote_code=True` with only transformers installed).
 """
 
 import torch

@@ -1,7 +1,8 @@
 """What the joint-embedding methods (BYOL, DINO, MoCo v3, SimCLR, SwAV) share: a config holding a backbone config,
 projection MLPs, the teachers' moving average and its cosine schedule, and the collectives across processes.
 
-Linked into each of those family folders, as `backbone.py` is, and for the same reason (see there).
+Copied into each of those family folders by `utils/fix_copies.py`, as `backbone.py` is, and for the same reason (see
+there).
 """
 
 import copy

@@ -190,8 +190,8 @@ def measure_feed_rate(device: torch.device, dry_run: bool, training_images_per_s
     device_rate = batch / min(times[1:] or times)
     return {"crop_px": side, "loader_images_per_s_per_core": round(loader_rate, 1),
             "device_views_images_per_s": round(device_rate, 1),
-            "loader_cores_for_miram": round(training_images_per_s / loader_rate, 2),
-            "views_share_of_miram_step": round(training_images_per_s / device_rate, 3)}  # fmt: skip
+            "loader_cores_for_miram": round(training_images_per_s / loader_rate, 4),
+            "views_share_of_miram_step": round(training_images_per_s / device_rate, 4)}  # fmt: skip
 
 
 def table(report: dict) -> str:

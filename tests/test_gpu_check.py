@@ -30,7 +30,9 @@ def test_without_a_gpu_the_check_says_so_and_dry_runs_every_part(tmp_path):
     assert report["bf16_vs_fp32"]["relative_difference"] < 0.05
     feed = report["feed_rate"]
     assert feed["loader_images_per_s_per_core"] > 0 and feed["device_views_images_per_s"] > 0
-    assert feed["loader_cores_for_miram"] > 0 and "loader cores MIRAM needs" in result.stdout
+    miram_rate = report["throughput"]["miram_[1,2]_112"]["images_per_s"]
+    cores = miram_rate / feed["loader_images_per_s_per_core"]
+    assert feed["loader_cores_for_miram"] == pytest.approx(cores, abs=1e-3) and "loader cores MIRAM" in result.stdout
 
 
 def test_the_flops_formula_counts_maes_vit_b_by_hand():

@@ -56,7 +56,7 @@ from miram_hf.training.divergence import StopOnNonFiniteGradients, TrainingDiver
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.methods import citations_for
 from miram_hf.training.model_card import render_model_card
-from miram_hf.training.pretraining import is_backbone_preset
+from miram_hf.training.presets import is_backbone_preset
 
 logger = logging.getLogger("finetune")
 

@@ -64,20 +64,22 @@ from miram_hf.training.monitoring import (
     format_ratios,
     log_picture,
 )
-from miram_hf.training.pretraining import (
+from miram_hf.training.presets import (
     MODEL_PRESETS,
     RESNET_PRESETS,
     VAE_PRESETS,
-    PretrainingCollator,
-    batches_per_epoch,
     default_model_config,
-    epoch_batches,
     fsdp_units,
-    mask_noise,
     pretraining_config,
-    pretraining_dataset,
     pretraining_model,
     pretraining_processor,
+)
+from miram_hf.training.pretraining import (
+    PretrainingCollator,
+    batches_per_epoch,
+    epoch_batches,
+    mask_noise,
+    pretraining_dataset,
 )
 from miram_hf.training.views import MultiViewCollator
 from miram_hf.visualization import save_reconstruction

@@ -8,14 +8,8 @@ from transformers.models.vit_mae.modeling_vit_mae import ViTMAEEmbeddings
 
 from miram_hf import MammographyImageProcessor, MiramConfig
 from miram_hf.training.methods import METHODS, citations_for, pretraining_method
-from miram_hf.training.pretraining import (
-    PretrainingCollator,
-    epoch_batches,
-    initialize_vit_mae,
-    mask_noise,
-    pretraining_config,
-    pretraining_dataset,
-)
+from miram_hf.training.presets import initialize_vit_mae, pretraining_config
+from miram_hf.training.pretraining import PretrainingCollator, epoch_batches, mask_noise, pretraining_dataset
 from miram_hf.training.views import MultiViewCollator
 
 

@@ -19,7 +19,7 @@ from ..modeling.roi import RoiAttentionConfig, RoiAttentionForImageClassificatio
 from ..processing import MammographyImageProcessor
 from ..processing.augmentations import Compose
 from .bags import image_bag, pad_bags
-from .pretraining import MODEL_PRESETS, backbone_preset_config, is_backbone_preset
+from .presets import MODEL_PRESETS, backbone_preset_config, is_backbone_preset
 from .regions import IntensityBlobProposer, collate_roi, roi_inputs
 from .views import normalization_statistics
 

@@ -35,6 +35,7 @@ from transformers import (
     PretrainedConfig,
     Trainer,
     TrainingArguments,
+    set_seed,
 )
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
@@ -114,6 +115,9 @@ class WeightedTrainer(Trainer):
     def __init__(self, *args, class_weights=None, layer_decay=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.class_weights, self.layer_decay = class_weights, layer_decay
+        # compute_loss returns a batch mean and passes no num_items_in_batch: Trainer must average it over the
+        # accumulation steps, which it skips for a model whose forward takes **kwargs
+        self.model_accepts_loss_kwargs = False
         self.add_callback(StopOnNonFiniteGradients(self.accelerator))
 
     def get_train_dataloader(self):
@@ -236,6 +240,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     """The fine-tuning `args` describe, from the data to the model folder and its card; returns its results."""
     training_args.remove_unused_columns = False  # the on-the-fly transform makes the inputs from the image column
     check_arguments(args, training_args)
+    set_seed(training_args.seed)  # before the model: its fresh head is drawn from the seeded state
     # pushed once at the end, card included (Trainer's own push would replace our card with its own)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -36,6 +36,7 @@ from miram_hf.training.classification import (
     carries_label,
     classification_inputs,
     collate_classification,
+    label_targets,
     label_task,
 )
 
@@ -47,12 +48,7 @@ def labelled_rows(dataset, label_column: str):
     multi_label, names = label_task(dataset.features[label_column])
     columns = dataset.select_columns([label_column, "label_pathology"] if multi_label else [label_column])
     keep = [i for i, row in enumerate(columns) if carries_label(row, label_column, multi_label)]
-    if multi_label:
-        labels = np.zeros((len(keep), len(names)), dtype=int)
-        for row, i in enumerate(keep):
-            labels[row, columns[i][label_column]] = 1
-    else:
-        labels = np.array([columns[i][label_column] for i in keep])
+    labels = np.array(label_targets([columns[i][label_column] for i in keep], len(names), multi_label)).astype(int)
     return dataset.select(keep), labels, "multi_label" if multi_label else "single_label", names
 
 

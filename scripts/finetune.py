@@ -47,9 +47,11 @@ from miram_hf.training import parameter_groups
 from miram_hf.training.checkpointing import run_lock
 from miram_hf.training.classification import (
     carries_label,
+    class_weights,
     classification_inputs,
     collate_classification,
     image_classifier,
+    label_targets,
     label_task,
     with_lora,
 )
@@ -288,25 +290,16 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     processor.do_breast_crop = processor.do_flip = whole_mammograms
     augment = Compose([RandomFlip(0.5, 0.5), Gamma(p=0.8), Contrast(p=0.8)])
 
-    def targets(values: list) -> list:
-        """A label column's values as training targets: class indices, or multi-hot rows for the margin atoms."""
-        if not multi_label:
-            return values
-        return [np.isin(np.arange(len(names)), atoms).astype(np.float32) for atoms in values]
-
     def transform(rows, train: bool):
         images = [np.array(image) for image in rows["image"]]
         inputs = classification_inputs(model.config, processor, images, augment if train else None)
-        return {key: [row[key] for row in inputs] for key in inputs[0]} | {"labels": targets(rows[args.label_column])}
+        labels = label_targets(rows[args.label_column], len(names), multi_label)
+        return {key: [row[key] for row in inputs] for key in inputs[0]} | {"labels": labels}
 
-    labels = np.array(targets(splits["train"][args.label_column]))
-    counts = labels.sum(0) if multi_label else np.bincount(labels, minlength=len(names))
-    class_weights = None
+    weights = None
     if args.class_weighting:
-        if multi_label:  # positives weighted by negatives / positives per label
-            class_weights = torch.tensor((len(labels) - counts) / np.maximum(counts, 1), dtype=torch.float32)
-        else:
-            class_weights = torch.tensor(len(labels) / (len(names) * np.maximum(counts, 1)), dtype=torch.float32)
+        train_targets = np.array(label_targets(splits["train"][args.label_column], len(names), multi_label))
+        weights = class_weights(train_targets, len(names), multi_label)
 
     train, validation = splits["train"], splits["validation"]  # the test split is evaluate.py's alone
     data_splits = {
@@ -349,7 +342,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
                 save_strategy="no", load_best_model_at_end=False, report_to=[],
             )  # fmt: skip
             WeightedTrainer(model=model, args=head_only, train_dataset=train, data_collator=collate_classification,
-                            class_weights=class_weights).train()  # fmt: skip
+                            class_weights=weights).train()  # fmt: skip
         for weight in trainable:  # not the weights fixed by design (a DINOv2 backbone's mask token)
             weight.requires_grad_(True)
     trainer = WeightedTrainer(
@@ -361,7 +354,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
         processing_class=processor,  # saved with every checkpoint
         compute_metrics=compute_metrics,
         callbacks=callbacks,
-        class_weights=class_weights,
+        class_weights=weights,
         layer_decay=layer_decay,
     )
     resume = training_args.resume_from_checkpoint

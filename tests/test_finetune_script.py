@@ -4,6 +4,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from cbis_ddsm_factory import standard_cases, write_cbis_ddsm
@@ -36,7 +37,7 @@ from miram_hf import (
     MiramForPreTraining,
 )
 from miram_hf.data import MARGIN_NAMES, PATHOLOGY_NAMES, load_mammography
-from miram_hf.training.classification import carries_label, label_task
+from miram_hf.training.classification import carries_label, class_weights, label_targets, label_task
 
 spec = importlib.util.spec_from_file_location("finetune_script", Path(__file__).parents[1] / "scripts" / "finetune.py")
 finetune = importlib.util.module_from_spec(spec)
@@ -381,3 +382,13 @@ def test_the_same_seed_fine_tunes_to_the_same_weights(tmp_path):
         quick_finetune(model_path, tmp_path / run, "--seed", "1")
     first, second = (load_file(tmp_path / run / "model.safetensors") for run in ("first", "second"))
     assert first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_targets_and_class_weights_of_single_and_multi_label_tasks():
+    assert label_targets([2, 0], 3, multi_label=False) == [2, 0]
+    multi_hot = np.array(label_targets([[0, 2], [], [2]], 3, multi_label=True))
+    np.testing.assert_array_equal(multi_hot, [[1, 0, 1], [0, 0, 0], [0, 0, 1]])
+    # 4 rows, classes seen 3, 1 and 0 times: n / (classes x count), an unseen class counted once
+    torch.testing.assert_close(class_weights(np.array([0, 0, 0, 1]), 3, False), torch.tensor([4 / 9, 4 / 3, 4 / 3]))
+    # per label: negatives / positives (the first label: 1 positive, 2 negatives)
+    torch.testing.assert_close(class_weights(multi_hot, 3, True), torch.tensor([2.0, 3.0, 0.5]))

@@ -4,6 +4,7 @@ its regions (batched by `collate_classification`)."""
 
 import copy
 
+import numpy as np
 import torch
 from transformers import (
     AutoConfig,
@@ -113,6 +114,22 @@ def carries_label(row: dict, label_column: str, multi_label: bool) -> bool:
     return row["label_pathology"] in (0, 1) if multi_label else row[label_column] >= 0
 
 
+def label_targets(values: list, num_classes: int, multi_label: bool) -> list:
+    """A label column's values as targets: the class indices, or for a multi-label column (lists of classes, as the
+    mass-margin atoms) multi-hot float rows."""
+    if not multi_label:
+        return values
+    return [np.isin(np.arange(num_classes), classes).astype(np.float32) for classes in values]
+
+
+def class_weights(targets: np.ndarray, num_classes: int, multi_label: bool) -> torch.Tensor:
+    """Weights against class imbalance from the training targets: n / (classes x count) per class for cross-entropy;
+    for multi-label targets, each label's negatives / positives (binary cross-entropy's `pos_weight`)."""
+    counts = targets.sum(0) if multi_label else np.bincount(targets, minlength=num_classes)
+    weights = (len(targets) - counts) if multi_label else len(targets) / num_classes
+    return torch.tensor(weights / np.maximum(counts, 1), dtype=torch.float32)
+
+
 def classification_inputs(
     config: PretrainedConfig, processor: MammographyImageProcessor, images: list, augment: Compose | None = None
 ) -> list[dict[str, torch.Tensor]]:
@@ -155,9 +172,11 @@ def collate_classification(rows: list[dict]) -> dict:
 __all__ = [
     "LORA_PROJECTIONS",
     "carries_label",
+    "class_weights",
     "classification_inputs",
     "collate_classification",
     "image_classifier",
+    "label_targets",
     "label_task",
     "with_lora",
 ]

@@ -276,7 +276,8 @@ def test_no_test_row_reaches_the_eval_set_of_a_collection_with_only_train_and_te
 def test_a_diverging_fine_tuning_stops_at_the_step_and_saves_no_model(tmp_path):
     model_path = pretrained(tmp_path / "pretrained")
     output = tmp_path / "diverged"
-    with pytest.raises(finetune.TrainingDivergedError, match="Step [0-9]+: the loss is NaN or infinite"):
+    diverged = "Step [0-9]+: the (loss is|gradients are) NaN or infinite"  # whichever the seeded run meets first
+    with pytest.raises(finetune.TrainingDivergedError, match=diverged):
         quick_finetune(model_path, output, "--learning_rate", "1e6", "--max_steps", "12", "--max_grad_norm", "0")
     assert not (output / "model.safetensors").exists()
 

@@ -1,7 +1,8 @@
 """The contract transformers' own models keep, checked on every model class here (tiny configs): tuples with
 `return_dict=False`, `output_loading_info=True`, weights fixed by design still fixed after `from_pretrained`,
-gradient checkpointing claimed only where the backbone has it, input embeddings, and for MIRAM a whole-graph
-compile and the processor's full output accepted."""
+gradient checkpointing claimed only where the backbone has it, input embeddings, gradients reaching every trainable
+parameter, loading and running in bfloat16, each image's logits independent of its batch, and for MIRAM a
+whole-graph compile and the processor's full output accepted."""
 
 import numpy as np
 import pytest
@@ -183,3 +184,41 @@ def test_an_encoder_loads_quietly_from_pretraining_weights_and_takes_the_process
     assert "target_pixel_values" in inputs
     assert encoder(**inputs, mask_ratio=0.0).last_hidden_state.shape == (1, 17, 32)
     assert classifier(**inputs).logits.shape == (1, 2)
+
+
+def first_tensor(outputs) -> torch.Tensor:
+    return next(value for value in outputs.to_tuple() if torch.is_tensor(value))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_gradients_reach_every_trainable_parameter(name):
+    model, inputs = build(name)
+    outputs = model.train()(**inputs)
+    loss = outputs.loss if getattr(outputs, "loss", None) is not None else first_tensor(outputs).float().sum()
+    loss.backward()
+    unreached = [name for name, weight in model.named_parameters() if weight.requires_grad and weight.grad is None]
+    assert not unreached, unreached
+
+
+@pytest.mark.parametrize("name", ["miram-classifier", "mil-vit", "mil-resnet", "roi", "vae-classifier"])
+def test_each_image_of_a_batch_gets_the_logits_it_gets_alone(name):
+    model, inputs = build(name)
+    batched = {key: value for key, value in inputs.items() if key != "labels"}
+    with torch.no_grad():
+        together = model(**batched).logits
+        alone = [model(**{key: value[i : i + 1] for key, value in batched.items()}).logits for i in range(2)]
+    torch.testing.assert_close(together, torch.cat(alone), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_model_loads_and_runs_in_bfloat16(name, tmp_path):
+    model, inputs = build(name)
+    model.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    assert {weight.dtype for weight in loaded.parameters()} == {torch.bfloat16}
+    cast = {key: value.to(torch.bfloat16) if torch.is_floating_point(value) else value
+            for key, value in inputs.items() if torch.is_tensor(value)}  # fmt: skip
+    if "target_pixel_values" in inputs:
+        cast["target_pixel_values"] = [target.to(torch.bfloat16) for target in inputs["target_pixel_values"]]
+    with torch.no_grad():
+        assert torch.isfinite(first_tensor(loaded(**cast)).float()).all()

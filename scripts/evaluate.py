@@ -47,8 +47,12 @@ def labelled_rows(dataset, label_column: str):
     """(rows, labels, task, class names) of the rows that carry the label (`carries_label`)."""
     multi_label, names = label_task(dataset.features[label_column])
     columns = dataset.select_columns([label_column, "label_pathology"] if multi_label else [label_column])
-    keep = [i for i, row in enumerate(columns) if carries_label(row, label_column, multi_label)]
-    labels = np.array(label_targets([columns[i][label_column] for i in keep], len(names), multi_label)).astype(int)
+    keep, values = [], []
+    for i, row in enumerate(columns):  # one pass over the label columns
+        if carries_label(row, label_column, multi_label):
+            keep.append(i)
+            values.append(row[label_column])
+    labels = np.array(label_targets(values, len(names), multi_label)).astype(int)
     return dataset.select(keep), labels, "multi_label" if multi_label else "single_label", names
 
 

@@ -13,7 +13,7 @@ def test_every_family_copy_is_its_original():
 
 
 def test_a_stale_copy_is_found_and_rewritten(tmp_path, monkeypatch):
-    sys.path.insert(0, str(SCRIPT.parent))
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
     import fix_copies
 
     monkeypatch.setattr(fix_copies, "MODELING", tmp_path)

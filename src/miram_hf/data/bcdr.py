@@ -18,18 +18,9 @@ import numpy as np
 
 from ..processing.patches import polygon_region
 from ..processing.reading import MammogramReadError, read_mammogram
-from .common import (
-    PatientSplitBuilder,
-    SkipReport,
-    background_crop_rows,
-    collection_features,
-    encode_mask,
-    lesion_crop_row,
-    patient_split,
-)
+from .common import CollectionImage, Lesion, PatientSplitBuilder, SkipReport
 
 VIEWS = {"1": ("R", "CC"), "2": ("L", "CC"), "3": ("R", "MLO"), "4": ("L", "MLO")}
-EXTRA_COLUMNS = {"bcdr_set": datasets.Value("string"), "classification": datasets.Value("string")}
 
 
 def _flag(row: dict, name: str) -> bool:
@@ -73,21 +64,18 @@ def read_outlines(path: Path) -> tuple[list[dict], list[tuple[str, str]]]:
 
 
 class Bcdr(PatientSplitBuilder):
-    def _info(self) -> datasets.DatasetInfo:
-        features = collection_features(self.config.name, EXTRA_COLUMNS)
-        if self.config.name == "images":
-            features["density"] = datasets.Value("string")  # breast density as BCDR gives it
-        rule = self.config.split_rule("malignancy")
-        return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=features)
+    COLLECTION = "BCDR"
+    LAYOUT = ("one or more sets, each with bcdr_<set>_outlines.csv and its images "
+              "patient_<p>/study_<s>/img_<p>_<s>_<series>_<view>.tif.")  # fmt: skip
+    STRATIFIED_BY = "malignancy"
+    IMAGE_COLUMNS = {"density": datasets.Value("string")}  # breast density as BCDR gives it
+    LESION_COLUMNS = {"bcdr_set": datasets.Value("string"), "classification": datasets.Value("string")}
 
-    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
-        root = Path(self.config.data_dir) if self.config.data_dir else None
-        csvs = sorted(root.rglob("bcdr_*_outlines.csv")) if root and root.is_dir() else []
+    def _split_sources(self) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+        root = self.data_root()
+        csvs = sorted(root.rglob("bcdr_*_outlines.csv"))
         if not csvs:
-            raise ValueError(
-                f"BCDR data_dir {root} must hold one or more sets, each with bcdr_<set>_outlines.csv and its images "
-                "patient_<p>/study_<s>/img_<p>_<s>_<series>_<view>.tif."
-            )
+            raise self.layout_error(root)
         outlines, problems = [], []
         for path in csvs:
             rows, bad = read_outlines(path)
@@ -99,22 +87,11 @@ class Bcdr(PatientSplitBuilder):
             patient = f"{outline['bcdr_set']}_{outline['row'].get('patient_id', '')}"
             outline["patient"] = patient
             malignant[patient] = max(malignant.get(patient, 0), int(outline["classification"] == "Malign"))
-        assignment = patient_split(malignant, self.config.fractions, self.config.split_seed)
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={
-                    "outlines": [o for o in outlines if assignment[o["patient"]] == split],
-                    "problems": problems if split == "train" else [],
-                },
-            )
-            for split in self.config.fractions
-        ]
+        sources = {split: {"outlines": [o for o in outlines if o["patient"] in members]}
+                   for split, members in self.split_patients(malignant).items()}  # fmt: skip
+        return sources, problems
 
-    def _generate_examples(self, outlines: list[dict], problems: list):
-        report = SkipReport("BCDR", strict=self.config.strict)
-        for where, reason in problems:
-            report.skip(where, reason)
+    def _read_images(self, report: SkipReport, outlines: list[dict]):
         by_image = {}
         for outline in outlines:
             by_image.setdefault((outline["folder"], outline["row"].get("image_filename", "")), []).append(outline)
@@ -127,51 +104,14 @@ class Bcdr(PatientSplitBuilder):
                 continue
             first = group[0]
             laterality, view = VIEWS.get(first["row"].get("image_view", ""), ("", ""))
-            common = {
-                "image_id": f"{first['bcdr_set']}/{filename}",
-                "patient_id": first["patient"],
-                "laterality": laterality,
-                "view": view,
-            }
-            regions = [polygon_region(o["columns"], o["rows"], pixels.shape) for o in group]
-            if self.config.name == "images":
-                yield (
-                    common["image_id"],
-                    {
-                        "image": pixels,
-                        **common,
-                        "density": first["row"].get("density", ""),
-                        "lesions": [
-                            {
-                                "box": [box.top, box.left, box.bottom, box.right],
-                                "mask": encode_mask(mask),
-                                "label_pathology": outline["label_pathology"],
-                                "label_mass_margins": [],
-                                "bcdr_set": outline["bcdr_set"],
-                                "classification": outline["classification"],
-                            }
-                            for outline, (box, mask) in zip(group, regions, strict=True)
-                        ],
-                    },
-                )
-                continue
-            for index, (outline, (box, _)) in enumerate(zip(group, regions, strict=True)):
-                yield (
-                    f"{common['image_id']}_{index}",
-                    lesion_crop_row(
-                        pixels,
-                        box,
-                        self.config.context,
-                        self.config.min_crop_size,
-                        **common,
-                        label_pathology=outline["label_pathology"],
-                        label_mass_margins=[],
-                        bcdr_set=outline["bcdr_set"],
-                        classification=outline["classification"],
-                    ),
-                )
-            yield from background_crop_rows(pixels, [box for box, _ in regions], self.config, EXTRA_COLUMNS, **common)
-        report.finish()
+            lesions = [
+                Lesion(*polygon_region(outline["columns"], outline["rows"], pixels.shape),
+                       {"label_pathology": outline["label_pathology"], "label_mass_margins": [],
+                        "bcdr_set": outline["bcdr_set"], "classification": outline["classification"]})
+                for outline in group
+            ]  # fmt: skip
+            yield CollectionImage(pixels, f"{first['bcdr_set']}/{filename}", first["patient"], laterality, view,
+                                  {"density": first["row"].get("density", "")}, lesions)  # fmt: skip
 
 
 __all__ = ["Bcdr", "read_outlines"]

@@ -21,13 +21,11 @@ from ..processing.reading import MammogramReadError, read_mammogram
 from .common import (
     IMAGE_MALIGNANCY,
     MARGIN_NAMES,
+    CollectionImage,
+    Lesion,
     MammographyBuilder,
     SkipReport,
-    background_crop_rows,
-    collection_features,
-    encode_mask,
     image_malignancy,
-    lesion_crop_row,
 )
 
 CSV_FILES = {
@@ -35,18 +33,6 @@ CSV_FILES = {
     "mass_case_description_test_set.csv": ("mass", "test"),
     "calc_case_description_train_set.csv": ("calcification", "train"),
     "calc_case_description_test_set.csv": ("calcification", "test"),
-}
-EXTRA_COLUMNS = {
-    "abnormality_id": datasets.Value("int32"),
-    "abnormality_type": datasets.Value("string"),
-    "pathology": datasets.Value("string"),
-    "breast_density": datasets.Value("int32"),
-    "assessment": datasets.Value("int32"),
-    "subtlety": datasets.Value("int32"),
-    "mass_shape": datasets.Value("string"),
-    "mass_margins": datasets.Value("string"),
-    "calc_type": datasets.Value("string"),
-    "calc_distribution": datasets.Value("string"),
 }
 
 
@@ -162,34 +148,38 @@ class SeriesLocator:
 class CbisDdsm(MammographyBuilder):
     """CBIS-DDSM with its official train / test split (the CSV files)."""
 
-    def _info(self) -> datasets.DatasetInfo:
-        features = collection_features(self.config.name, EXTRA_COLUMNS)
-        if self.config.name == "images":
-            features["breast_density"] = datasets.Value("int32")
-            features.update(IMAGE_MALIGNANCY)
-        return datasets.DatasetInfo(description=__doc__, features=features)
+    COLLECTION = "CBIS-DDSM"
+    LAYOUT = (
+        f"the case-description CSVs ({', '.join(CSV_FILES)}) and the DICOM tree from TCIA: either "
+        "CBIS-DDSM/<Subject>/<date>-DDSM-.../<n>.000000-<description>-.../1-1.dcm with metadata.csv (NBIA Data "
+        "Retriever) or <Subject>/<StudyUID>/<SeriesUID>/*.dcm."
+    )
+    IMAGE_COLUMNS = {"breast_density": datasets.Value("int32"), **IMAGE_MALIGNANCY}
+    LESION_COLUMNS = {
+        "abnormality_id": datasets.Value("int32"),
+        "abnormality_type": datasets.Value("string"),
+        "pathology": datasets.Value("string"),
+        "breast_density": datasets.Value("int32"),
+        "assessment": datasets.Value("int32"),
+        "subtlety": datasets.Value("int32"),
+        "mass_shape": datasets.Value("string"),
+        "mass_margins": datasets.Value("string"),
+        "calc_type": datasets.Value("string"),
+        "calc_distribution": datasets.Value("string"),
+    }
 
-    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
-        root = Path(self.config.data_dir) if self.config.data_dir else None
-        csvs = {name: root / name for name in CSV_FILES} if root else {}
-        present = {name: path for name, path in csvs.items() if path.is_file()}
-        if root is None or not root.is_dir() or not present:
-            raise ValueError(
-                f"CBIS-DDSM data_dir {root} must hold the case-description CSVs ({', '.join(CSV_FILES)}) and the DICOM "
-                "tree from TCIA: either CBIS-DDSM/<Subject>/<date>-DDSM-.../<n>.000000-<description>-.../1-1.dcm with "
-                "metadata.csv (NBIA Data Retriever) or <Subject>/<StudyUID>/<SeriesUID>/*.dcm."
-            )
+    def _split_sources(self) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+        root = self.data_root()
+        present = {name: root / name for name in CSV_FILES if (root / name).is_file()}
+        if not present:
+            raise self.layout_error(root)
         by_split = defaultdict(list)
         for name, path in present.items():
             kind, split = CSV_FILES[name]
             by_split[split].append((path, kind))
-        return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"root": root, "csv_files": files})
-            for split, files in sorted(by_split.items())
-        ]
+        return {split: {"root": root, "csv_files": files} for split, files in sorted(by_split.items())}, []
 
-    def _generate_examples(self, root: Path, csv_files: list[tuple[Path, str]]):
-        report = SkipReport("CBIS-DDSM", strict=self.config.strict)
+    def _read_images(self, report: SkipReport, root: Path, csv_files: list[tuple[Path, str]]):
         abnormalities = []
         for path, kind in csv_files:
             rows, problems = parse_case_descriptions(path, kind)
@@ -212,31 +202,31 @@ class CbisDdsm(MammographyBuilder):
                 for abnormality in group:
                     report.skip(abnormality.source, str(error))
                 continue
-            found = []
+            lesions = []
             for abnormality in group:
                 mask = self._find_mask(abnormality, image.pixel_array.shape, locator, report)
                 if mask is not None:
-                    found.append((abnormality, mask))
-            if self.config.name == "images":
-                if found:
-                    yield full_path[0], self._image_row(full_path[0], image, found)
-            else:
-                for abnormality, mask in found:
-                    key = f"{full_path[0]}_{abnormality.attributes['abnormality_id']}"
-                    yield key, self._lesion_row(image, abnormality, mask)
-                if len(found) == len(group):  # with a lesion not located, a background crop could hold it
-                    first = group[0]
-                    yield from background_crop_rows(
-                        image.pixel_array,
-                        [mask_box(mask) for _, mask in found],
-                        self.config,
-                        EXTRA_COLUMNS,
-                        image_id=first.subject,
-                        patient_id=first.patient_id,
-                        laterality=first.laterality,
-                        view=first.view,
-                    )
-        report.finish()
+                    box = mask_box(mask)
+                    labels = {"label_pathology": abnormality.label_pathology,
+                              "label_mass_margins": abnormality.label_mass_margins}  # fmt: skip
+                    lesions.append(Lesion(box, box.crop(mask), {**labels, **abnormality.attributes}))
+            if not lesions:
+                continue
+            first = group[0]
+            columns = {
+                "breast_density": first.attributes["breast_density"],
+                "label_malignant": image_malignancy(lesions),
+            }
+            yield CollectionImage(
+                image.pixel_array,
+                first.subject,
+                first.patient_id,
+                first.laterality,
+                first.view,
+                columns,
+                lesions,
+                all_lesions_located=len(lesions) == len(group),
+            )
 
     def _find_mask(self, abnormality: Abnormality, shape: tuple[int, int], locator, report) -> np.ndarray | None:
         """The abnormality's mask among the files of its crop and mask series: binary, with the full image's shape."""
@@ -264,46 +254,6 @@ class CbisDdsm(MammographyBuilder):
         else:
             report.skip(abnormality.source, "no binary ROI mask among " + ", ".join(str(p) for p in candidates))
         return None
-
-    def _image_row(self, subject: str, image, found: list[tuple[Abnormality, np.ndarray]]) -> dict:
-        first = found[0][0]
-        lesions = []
-        for abnormality, mask in found:
-            box = mask_box(mask)
-            lesions.append(
-                {
-                    "box": [box.top, box.left, box.bottom, box.right],
-                    "mask": encode_mask(box.crop(mask)),
-                    "label_pathology": abnormality.label_pathology,
-                    "label_mass_margins": abnormality.label_mass_margins,
-                    **abnormality.attributes,
-                }
-            )
-        return {
-            "image": image.pixel_array,
-            "image_id": subject,
-            "patient_id": first.patient_id,
-            "laterality": first.laterality,
-            "view": first.view,
-            "breast_density": first.attributes["breast_density"],
-            "label_malignant": image_malignancy(lesions),
-            "lesions": lesions,
-        }
-
-    def _lesion_row(self, image, abnormality: Abnormality, mask: np.ndarray) -> dict:
-        return lesion_crop_row(
-            image.pixel_array,
-            mask_box(mask),
-            self.config.context,
-            self.config.min_crop_size,
-            image_id=abnormality.subject,
-            patient_id=abnormality.patient_id,
-            laterality=abnormality.laterality,
-            view=abnormality.view,
-            label_pathology=abnormality.label_pathology,
-            label_mass_margins=abnormality.label_mass_margins,
-            **abnormality.attributes,
-        )
 
 
 __all__ = ["CbisDdsm", "parse_case_descriptions"]

@@ -12,24 +12,10 @@ from pathlib import Path
 
 import datasets
 
-from ..processing.reading import MammogramReadError, read_mammogram
-from .common import PatientSplitBuilder, PatientSplitConfig, SkipReport, patient_split
+from .common import CollectionImage, PatientSplitBuilder, PatientSplitConfig, SkipReport
 
 CLINICAL_SHEET = "CMMD_clinicaldata_revision.xlsx"
-FEATURES = datasets.Features(
-    {
-        "image": datasets.Image(),
-        "image_id": datasets.Value("string"),
-        "patient_id": datasets.Value("string"),
-        "laterality": datasets.Value("string"),
-        "view": datasets.Value("string"),
-        "label_malignant": datasets.ClassLabel(names=["benign", "malignant"]),  # -1: the unlabelled breast
-        "abnormality": datasets.Value("string"),  # mass | calcification | both | "" (unlabelled)
-        "subtype": datasets.Value("string"),
-        "number": datasets.Value("int32"),  # undocumented by the collection; None when blank
-        "age": datasets.Value("int32"),
-    }
-)
+UNLABELLED = {"label_malignant": -1, "abnormality": "", "subtype": "", "number": None, "age": None}
 
 
 def read_clinical_sheet(path: Path) -> tuple[dict[tuple[str, str], dict], list[tuple[str, str]]]:
@@ -58,21 +44,26 @@ def read_clinical_sheet(path: Path) -> tuple[dict[tuple[str, str], dict], list[t
 
 
 class Cmmd(PatientSplitBuilder):
+    COLLECTION = "CMMD"
+    LAYOUT = (f"{CLINICAL_SHEET} and the DICOM tree CMMD/<ID1>/<study>/<series>/1-<k>.dcm (as the NBIA Data Retriever "
+              "writes it).")  # fmt: skip
     BUILDER_CONFIGS = [PatientSplitConfig(name="images")]  # image-level labels only
     DEFAULT_CONFIG_NAME = "images"
+    STRATIFIED_BY = "malignancy"
+    IMAGE_COLUMNS = {
+        "label_malignant": datasets.ClassLabel(names=["benign", "malignant"]),  # -1: the unlabelled breast
+        "abnormality": datasets.Value("string"),  # mass | calcification | both | "" (unlabelled)
+        "subtype": datasets.Value("string"),
+        "number": datasets.Value("int32"),  # undocumented by the collection; None when blank
+        "age": datasets.Value("int32"),
+    }
+    LESION_COLUMNS = None
 
-    def _info(self) -> datasets.DatasetInfo:
-        rule = self.config.split_rule("malignancy")
-        return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=FEATURES)
-
-    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
-        root = Path(self.config.data_dir) if self.config.data_dir else None
-        sheet = next(iter(sorted(root.rglob(CLINICAL_SHEET))), None) if root and root.is_dir() else None
+    def _split_sources(self) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+        root = self.data_root()
+        sheet = next(iter(sorted(root.rglob(CLINICAL_SHEET))), None)
         if sheet is None:
-            raise ValueError(
-                f"CMMD data_dir {root} must hold {CLINICAL_SHEET} and the DICOM tree "
-                "CMMD/<ID1>/<study>/<series>/1-<k>.dcm (as the NBIA Data Retriever writes it)."
-            )
+            raise self.layout_error(root)
         breasts, problems = read_clinical_sheet(sheet)
         patient_folders = {
             folder.name: folder
@@ -86,35 +77,19 @@ class Cmmd(PatientSplitBuilder):
             malignant[patient] = max(malignant.get(patient, 0), breast["label_malignant"])
         for patient in patient_folders:
             malignant.setdefault(patient, 0)
-        assignment = patient_split(malignant, self.config.fractions, self.config.split_seed)
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={
-                    "patients": sorted(p for p in malignant if assignment[p] == split),
-                    "folders": patient_folders,
-                    "breasts": breasts,
-                    "problems": problems if split == "train" else [],
-                },
-            )
-            for split in self.config.fractions
-        ]
+        sources = {split: {"patients": sorted(members), "folders": patient_folders, "breasts": breasts}
+                   for split, members in self.split_patients(malignant).items()}  # fmt: skip
+        return sources, problems
 
-    def _generate_examples(self, patients: list[str], folders: dict, breasts: dict, problems: list):
-        report = SkipReport("CMMD", strict=self.config.strict)
-        for where, reason in problems:
-            report.skip(where, reason)
-        unlabelled = {"label_malignant": -1, "abnormality": "", "subtype": "", "number": None, "age": None}
+    def _read_images(self, report: SkipReport, patients: list[str], folders: dict, breasts: dict):
         for patient in patients:
             if patient not in folders:
                 report.skip(patient, "in the clinical sheet but no image folder")
                 continue
             seen = set()
             for path in sorted(folders[patient].rglob("*.dcm")):
-                try:
-                    mammogram = read_mammogram(path)
-                except MammogramReadError as error:
-                    report.skip(path, str(error))
+                mammogram = report.read(path)
+                if mammogram is None:
                     continue
                 if mammogram.laterality is None or mammogram.view is None:
                     report.skip(path, "no laterality or view in the tags: cannot tell which breast it shows")
@@ -124,18 +99,10 @@ class Cmmd(PatientSplitBuilder):
                     report.skip(path, f"a second {mammogram.laterality} {mammogram.view} image of {patient}")
                     continue
                 seen.add(image_id)
-                yield (
-                    image_id,
-                    {
-                        "image": mammogram.pixel_array,
-                        "image_id": image_id,
-                        "patient_id": patient,
-                        "laterality": mammogram.laterality,
-                        "view": mammogram.view,
-                        **breasts.get((patient, mammogram.laterality), unlabelled),
-                    },
-                )
-        report.finish()
+                yield CollectionImage(
+                    mammogram.pixel_array, image_id, patient, mammogram.laterality, mammogram.view,
+                    columns=breasts.get((patient, mammogram.laterality), UNLABELLED),
+                )  # fmt: skip
 
 
 __all__ = ["Cmmd", "read_clinical_sheet"]

@@ -7,9 +7,11 @@ I;16); nothing is cut to 8 bits.
 
 import io
 import logging
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -18,6 +20,7 @@ from PIL import Image
 from ..processing.breast_segmentation import breast_mask
 from ..processing.image_processing_mammography import to_array
 from ..processing.patches import Box, lesion_crop_box, random_background_boxes
+from ..processing.reading import Mammogram, MammogramReadError, read_mammogram
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +57,9 @@ IMAGE_MALIGNANCY = {"label_malignant": datasets.ClassLabel(names=["benign", "mal
 MALIGNANT_PATHOLOGIES = (PATHOLOGY_NAMES.index("malignant_mass"), PATHOLOGY_NAMES.index("malignant_calcification"))
 
 
-def image_malignancy(lesions: list[dict]) -> int:
+def image_malignancy(lesions: list["Lesion"]) -> int:
     """An image's `label_malignant`: 1 when one of its lesions is malignant."""
-    return int(any(lesion["label_pathology"] in MALIGNANT_PATHOLOGIES for lesion in lesions))
+    return int(any(lesion.columns["label_pathology"] in MALIGNANT_PATHOLOGIES for lesion in lesions))
 
 
 LESION_FEATURES = datasets.Features(
@@ -104,24 +107,162 @@ class PatientSplitConfig(MammographyConfig):
         return f"Patient-level split stratified by {stratified_by}: {self.fractions}, seed {self.split_seed}."
 
 
+@dataclass
+class Lesion:
+    """A finding on a mammogram: its `box` in the image, its `mask` inside the box, and its `columns`
+    (`label_pathology`, `label_mass_margins` and the collection's own lesion columns)."""
+
+    box: Box
+    mask: np.ndarray
+    columns: dict
+
+
+@dataclass
+class CollectionImage:
+    """A mammogram a collection's reader hands to the base builder: its pixels, the columns that identify it, its
+    image-level `columns` (the `images` config's own labels), its `lesions`, and whether `all_lesions_located`:
+    background crops are cut only then, since a lesion without a box could lie inside one."""
+
+    pixels: np.ndarray
+    image_id: str
+    patient_id: str
+    laterality: str
+    view: str
+    columns: dict = field(default_factory=dict)
+    lesions: list[Lesion] = field(default_factory=list)
+    all_lesions_located: bool = True
+
+
 class MammographyBuilder(datasets.GeneratorBasedBuilder):
-    """`images` and `lesions` configs (collections with image-level labels only override BUILDER_CONFIGS). Validates
-    its config up front: datasets sets the fields given to the builder after the config is made."""
+    """One shape for every collection, as datasets' folder-based builders: class attributes say what differs, and a
+    collection only reads its own files.
+
+    - `COLLECTION` names it in messages; `LAYOUT` says what its data_dir must hold.
+    - `IMAGE_COLUMNS`: the `images` rows' own columns; `LESION_COLUMNS`: each lesion's own columns, None for a
+      collection with image-level labels only (its rows have no `lesions` list and it has no `lesions` config).
+    - `_split_sources()` returns split -> the keyword arguments of `_read_images`, and (where, why) of the problems met
+      while indexing the files (reported with the train split).
+    - `_read_images(report, **source)` yields a `CollectionImage` for each usable mammogram and reports the others.
+
+    The base writes the rows: in `images`, one per mammogram with its lesions; in `lesions`, a crop per lesion and
+    the config's background crops. Its config is validated up front: datasets sets the fields given to the builder
+    after the config is made."""
 
     BUILDER_CONFIG_CLASS = MammographyConfig
     BUILDER_CONFIGS = [MammographyConfig(name="images"), MammographyConfig(name="lesions")]
     DEFAULT_CONFIG_NAME = "lesions"
+    COLLECTION: str
+    LAYOUT = ""
+    IMAGE_COLUMNS: dict = {}
+    LESION_COLUMNS: dict | None = {}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.config.validate()
 
+    def _info(self) -> datasets.DatasetInfo:
+        if self.LESION_COLUMNS is None:
+            features = {name: feature for name, feature in IMAGE_FEATURES.items() if name != "lesions"}
+        else:
+            features = collection_features(self.config.name, self.LESION_COLUMNS)
+        if self.config.name == "images":
+            features = {**features, **self.IMAGE_COLUMNS}
+        return datasets.DatasetInfo(description=self._description(), features=datasets.Features(features))
+
+    def _description(self) -> str:
+        return sys.modules[type(self).__module__].__doc__
+
+    def _split_sources(self) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+        raise NotImplementedError
+
+    def _read_images(self, report: "SkipReport", **source) -> Iterator[CollectionImage]:
+        raise NotImplementedError
+
+    def data_root(self) -> Path:
+        """The config's data_dir, or the error saying what it must hold."""
+        root = Path(self.config.data_dir) if self.config.data_dir else None
+        if root is None or not root.is_dir():
+            raise self.layout_error(root)
+        return root
+
+    def layout_error(self, root: Path | None) -> ValueError:
+        return ValueError(f"{self.COLLECTION} data_dir {root} must hold {self.LAYOUT}")
+
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        sources, problems = self._split_sources()
+        reported_with = "train" if "train" in sources else next(iter(sources))
+        return [
+            datasets.SplitGenerator(
+                name=split, gen_kwargs={**source, "problems": problems if split == reported_with else []}
+            )
+            for split, source in sources.items()
+        ]
+
+    def _generate_examples(self, problems: list[tuple[str, str]], **source) -> Iterator[tuple[str, dict]]:
+        report = SkipReport(self.COLLECTION, strict=self.config.strict)
+        for where, reason in problems:
+            report.skip(where, reason)
+        for image in self._read_images(report, **source):
+            yield from self._rows(image)
+        report.finish()
+
+    def _rows(self, image: CollectionImage) -> Iterator[tuple[str, dict]]:
+        identity = {"image_id": image.image_id, "patient_id": image.patient_id, "laterality": image.laterality,
+                    "view": image.view}  # fmt: skip
+        if self.config.name == "images":
+            row = {"image": image.pixels, **identity, **image.columns}
+            if self.LESION_COLUMNS is not None:
+                row["lesions"] = [{"box": lesion.box.corners(), "mask": encode_mask(lesion.mask), **lesion.columns}
+                                  for lesion in image.lesions]  # fmt: skip
+            yield image.image_id, row
+            return
+        for index, lesion in enumerate(image.lesions):
+            crop = lesion_crop_box(
+                image.pixels.shape, lesion.box, self.config.context, min_size=self.config.min_crop_size
+            )
+            row = {"image": crop.crop(image.pixels), **identity, "crop_box": crop.corners(),
+                   "lesion_box": lesion.box.corners(), "is_background": False, **lesion.columns}  # fmt: skip
+            yield f"{image.image_id}_{index}", row
+        if image.all_lesions_located:
+            yield from self._background_rows(image, identity)
+
+    def _background_rows(self, image: CollectionImage, identity: dict) -> Iterator[tuple[str, dict]]:
+        """`background_crops_per_image` random `min_crop_size` crops inside the breast that touch no lesion, seeded
+        by the image id; the lesion columns are left empty on them."""
+        if not self.config.background_crops_per_image:
+            return
+        array, top_value = to_array(image.pixels)
+        rng = np.random.default_rng(zlib.crc32(image.image_id.encode()))
+        lesions = [lesion.box for lesion in image.lesions]
+        boxes = random_background_boxes(breast_mask(array, top_value), self.config.min_crop_size,
+                                        self.config.background_crops_per_image, lesions, rng)  # fmt: skip
+        empty = {"label_pathology": -1, "label_mass_margins": []}
+        for name, feature in self.LESION_COLUMNS.items():
+            empty[name] = (
+                [] if isinstance(feature, datasets.List) else -1 if isinstance(feature, datasets.ClassLabel) else None
+            )
+        for index, crop in enumerate(boxes):
+            row = {"image": crop.crop(image.pixels), **identity, "crop_box": crop.corners(), "lesion_box": [],
+                   "is_background": True, **empty}  # fmt: skip
+            yield f"{image.image_id}_background_{index}", row
+
 
 class PatientSplitBuilder(MammographyBuilder):
-    """A collection without an official split (`PatientSplitConfig`)."""
+    """A collection without an official split (`PatientSplitConfig`): its patients are split by
+    `split_patients`, stratified by what `STRATIFIED_BY` says, and the rule is written into the info."""
 
     BUILDER_CONFIG_CLASS = PatientSplitConfig
     BUILDER_CONFIGS = [PatientSplitConfig(name="images"), PatientSplitConfig(name="lesions")]
+    STRATIFIED_BY: str
+
+    def _description(self) -> str:
+        return f"{super()._description()}\n{self.config.split_rule(self.STRATIFIED_BY)}"
+
+    def split_patients(self, strata: dict[str, int]) -> dict[str, set[str]]:
+        """Split -> its patients, from each patient's stratum (`patient_split`)."""
+        assignment = patient_split(strata, self.config.fractions, self.config.split_seed)
+        return {split: {patient for patient, chosen in assignment.items() if chosen == split}
+                for split in self.config.fractions}  # fmt: skip
 
 
 def collection_features(config_name: str, extras: dict) -> datasets.Features:
@@ -132,46 +273,6 @@ def collection_features(config_name: str, extras: dict) -> datasets.Features:
         features["lesions"] = datasets.List({**IMAGE_FEATURES["lesions"].feature, **extras})
         return datasets.Features(features)
     return datasets.Features({**LESION_FEATURES, **extras})
-
-
-def lesion_crop_row(pixels: np.ndarray, lesion: Box, context: float, min_size: int, **fields) -> dict:
-    """A `lesions` row: the crop around `lesion` (with `context`, at least `min_size` pixels) and its boxes."""
-    crop = lesion_crop_box(pixels.shape, lesion, context, min_size=min_size)
-    return {
-        "image": crop.crop(pixels),
-        "crop_box": [crop.top, crop.left, crop.bottom, crop.right],
-        "lesion_box": [lesion.top, lesion.left, lesion.bottom, lesion.right],
-        "is_background": False,
-        **fields,
-    }
-
-
-def background_crop_rows(
-    pixels: np.ndarray, lesions: list[Box], config: "MammographyConfig", extra_columns: dict, **fields
-) -> Iterator[tuple[str, dict]]:
-    """(key, row) of `config.background_crops_per_image` random `min_crop_size` crops inside the breast that touch no
-    lesion, seeded by the image id; the collection's `extra_columns` are left empty on them."""
-    if not config.background_crops_per_image:
-        return
-    array, top_value = to_array(pixels)
-    rng = np.random.default_rng(zlib.crc32(fields["image_id"].encode()))
-    mask = breast_mask(array, top_value)
-    boxes = random_background_boxes(mask, config.min_crop_size, config.background_crops_per_image, lesions, rng)
-    empty = {name: [] if isinstance(feature, datasets.List) else None for name, feature in extra_columns.items()}
-    for index, crop in enumerate(boxes):
-        yield (
-            f"{fields['image_id']}_background_{index}",
-            {
-                "image": crop.crop(pixels),
-                **fields,
-                "crop_box": [crop.top, crop.left, crop.bottom, crop.right],
-                "lesion_box": [],
-                "is_background": True,
-                "label_pathology": -1,
-                "label_mass_margins": [],
-                **empty,
-            },
-        )
 
 
 def patient_split(patient_labels: dict[str, int], fractions: dict[str, float], seed: int) -> dict[str, str]:
@@ -206,6 +307,14 @@ class SkipReport:
         if self.strict:
             raise MammographyBuildError(f"{self.collection}: {where}: {reason}")
         self.skipped.append((str(where), reason))
+
+    def read(self, path: Path, where=None) -> Mammogram | None:
+        """The mammogram at `path`, or None when it cannot be read (skipped as `where`, by default the file)."""
+        try:
+            return read_mammogram(path)
+        except MammogramReadError as error:
+            self.skip(where or path, error.reason if where is None else str(error))
+            return None
 
     def finish(self) -> None:
         if self.skipped:

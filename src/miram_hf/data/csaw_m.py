@@ -14,25 +14,7 @@ from pathlib import Path
 
 import datasets
 
-from ..processing.reading import MammogramReadError, read_mammogram
-from .common import MammographyBuilder, MammographyConfig, SkipReport
-
-FEATURES = datasets.Features(
-    {
-        "image": datasets.Image(),
-        "image_id": datasets.Value("string"),
-        "patient_id": datasets.Value("string"),
-        "laterality": datasets.Value("string"),
-        "view": datasets.Value("string"),
-        "label_masking": datasets.ClassLabel(names=[str(level) for level in range(1, 9)]),
-        "expert_labels": datasets.List(datasets.Value("int32")),
-        "if_cancer": datasets.Value("int32"),
-        "if_interval_cancer": datasets.Value("int32"),
-        "if_large_invasive_cancer": datasets.Value("int32"),
-        "if_composite": datasets.Value("int32"),
-        "libra_percent_density": datasets.Value("float32"),
-    }
-)
+from .common import CollectionImage, MammographyBuilder, MammographyConfig, SkipReport
 
 
 def _number(value: str, kind=int):
@@ -43,30 +25,33 @@ def _number(value: str, kind=int):
 
 
 class CsawM(MammographyBuilder):
+    COLLECTION = "CSAW-M"
+    LAYOUT = ("labels/CSAW-M_train.csv and/or labels/CSAW-M_test.csv and the PNGs in "
+              "images/preprocessed/{train,test}/.")  # fmt: skip
     BUILDER_CONFIGS = [MammographyConfig(name="images")]  # image-level labels only
     DEFAULT_CONFIG_NAME = "images"
+    IMAGE_COLUMNS = {
+        "label_masking": datasets.ClassLabel(names=[str(level) for level in range(1, 9)]),
+        "expert_labels": datasets.List(datasets.Value("int32")),
+        "if_cancer": datasets.Value("int32"),
+        "if_interval_cancer": datasets.Value("int32"),
+        "if_large_invasive_cancer": datasets.Value("int32"),
+        "if_composite": datasets.Value("int32"),
+        "libra_percent_density": datasets.Value("float32"),
+    }
+    LESION_COLUMNS = None
 
-    def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(description=__doc__, features=FEATURES)
-
-    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
-        root = Path(self.config.data_dir) if self.config.data_dir else None
-        labels = {split: root / "labels" / f"CSAW-M_{split}.csv" for split in ("train", "test")} if root else {}
+    def _split_sources(self) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+        root = self.data_root()
+        labels = {split: root / "labels" / f"CSAW-M_{split}.csv" for split in ("train", "test")}
         present = {split: path for split, path in labels.items() if path.is_file()}
         if not present:
-            raise ValueError(
-                f"CSAW-M data_dir {root} must hold labels/CSAW-M_train.csv and/or labels/CSAW-M_test.csv and the PNGs "
-                "in images/preprocessed/{train,test}/."
-            )
-        return [
-            datasets.SplitGenerator(
-                name=split, gen_kwargs={"labels": path, "images": root / "images" / "preprocessed" / split}
-            )
-            for split, path in sorted(present.items())
-        ]
+            raise self.layout_error(root)
+        sources = {split: {"labels": path, "images": root / "images" / "preprocessed" / split}
+                   for split, path in sorted(present.items())}  # fmt: skip
+        return sources, []
 
-    def _generate_examples(self, labels: Path, images: Path):
-        report = SkipReport("CSAW-M", strict=self.config.strict)
+    def _read_images(self, report: SkipReport, labels: Path, images: Path):
         with open(labels, newline="", encoding="utf-8-sig") as handle:
             rows = [
                 {k.strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(handle, delimiter=";")
@@ -76,26 +61,20 @@ class CsawM(MammographyBuilder):
             if not row.get("Filename") or level not in range(1, 9):
                 report.skip(f"{labels.name}:{line}", f"no file name or masking level in {row}")
                 continue
-            try:
-                pixels = read_mammogram(images / row["Filename"]).pixel_array
-            except MammogramReadError as error:
-                report.skip(f"{labels.name}:{line}", str(error))
+            mammogram = report.read(images / row["Filename"], where=f"{labels.name}:{line}")
+            if mammogram is None:
                 continue
             image_id = Path(row["Filename"]).stem
             experts = [_number(row[f"Expert_{i}"]) for i in range(1, 6) if row.get(f"Expert_{i}")]
-            yield image_id, {
-                "image": pixels,
-                "image_id": image_id,
-                "patient_id": image_id,
-                "laterality": row.get("Dicom_image_laterality", "").upper()[:1],
-                "view": "",
+            columns = {
                 "label_masking": level - 1,
                 "expert_labels": [e for e in experts if e is not None],
                 **{key.lower(): _number(row.get(key)) for key in ("If_cancer", "If_interval_cancer",
                                                                   "If_large_invasive_cancer", "If_composite")},
                 "libra_percent_density": _number(row.get("Libra_percent_density"), float),
             }  # fmt: skip
-        report.finish()
+            laterality = row.get("Dicom_image_laterality", "").upper()[:1]
+            yield CollectionImage(mammogram.pixel_array, image_id, image_id, laterality, "", columns=columns)
 
 
 __all__ = ["CsawM"]

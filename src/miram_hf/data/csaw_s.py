@@ -15,21 +15,13 @@ import datasets
 
 from ..processing.patches import mask_box
 from ..processing.reading import MammogramReadError, read_mammogram
-from .common import (
-    MammographyBuilder,
-    SkipReport,
-    background_crop_rows,
-    collection_features,
-    encode_mask,
-    lesion_crop_row,
-)
+from .common import CollectionImage, Lesion, MammographyBuilder, SkipReport
 
 STRUCTURES = (
     "cancer", "calcifications", "axillary_lymph_nodes", "thick_vessels", "foreign_object", "skin", "nipple", "text",
     "non-mammary_tissue", "pectoral_muscle", "mammary_gland",
 )  # fmt: skip
 LESION_STRUCTURES = ("cancer", "calcifications")
-EXTRA_COLUMNS = {"structure": datasets.Value("string")}
 
 
 def index_files(root: Path) -> dict[str, dict]:
@@ -53,29 +45,23 @@ def index_files(root: Path) -> dict[str, dict]:
 
 
 class CsawS(MammographyBuilder):
-    def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(description=__doc__, features=collection_features(self.config.name, EXTRA_COLUMNS))
+    COLLECTION = "CSAW-S"
+    LAYOUT = ("anonymized_dataset/<patient>/<id>_<n>.png images with their masks <id>_<n>_<structure>.png (and the "
+              "test set's annotator_1 .. annotator_3 folders).")  # fmt: skip
+    LESION_COLUMNS = {"structure": datasets.Value("string")}
 
-    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
-        root = Path(self.config.data_dir) if self.config.data_dir else None
-        entries = index_files(root) if root and root.is_dir() else {}
+    def _split_sources(self) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+        root = self.data_root()
+        entries = index_files(root)
         if not any(entry["image"] for entry in entries.values()):
-            raise ValueError(
-                f"CSAW-S data_dir {root} must hold anonymized_dataset/<patient>/<id>_<n>.png images with their masks "
-                "<id>_<n>_<structure>.png (and the test set's annotator_1 .. annotator_3 folders)."
-            )
+            raise self.layout_error(root)
         splits = sorted({entry.get("split", "train") for entry in entries.values() if entry["image"]})
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                # masks whose image is missing have no split: reported with train
-                gen_kwargs={"entries": {k: e for k, e in entries.items() if e.get("split", "train") == split}},
-            )
-            for split in splits
-        ]
+        # masks whose image is missing have no split: reported with train
+        sources = {split: {"entries": {k: e for k, e in entries.items() if e.get("split", "train") == split}}
+                   for split in splits}  # fmt: skip
+        return sources, []
 
-    def _generate_examples(self, entries: dict):
-        report = SkipReport("CSAW-S", strict=self.config.strict)
+    def _read_images(self, report: SkipReport, entries: dict):
         for stem, entry in sorted(entries.items()):
             if entry["image"] is None:
                 report.skip(next(iter(entry["masks"].values())), "masks without their image")
@@ -94,37 +80,10 @@ class CsawS(MammographyBuilder):
                         entry["masks"][structure], f"mask shape {mask.shape} differs from the image's {pixels.shape}"
                     )
                 elif mask.any():
-                    lesions.append((structure, mask_box(mask), mask))
-            common = {"image_id": stem, "patient_id": entry["patient"], "laterality": "", "view": ""}
-            labels = {"label_pathology": -1, "label_mass_margins": []}
-            if self.config.name == "images":
-                yield stem, {
-                    "image": pixels,
-                    **common,
-                    "lesions": [
-                        {"box": [box.top, box.left, box.bottom, box.right], "mask": encode_mask(box.crop(mask)),
-                         "structure": structure, **labels}
-                        for structure, box, mask in lesions
-                    ],
-                }  # fmt: skip
-                continue
-            for structure, box, _ in lesions:
-                yield (
-                    f"{stem}_{structure}",
-                    lesion_crop_row(
-                        pixels,
-                        box,
-                        self.config.context,
-                        self.config.min_crop_size,
-                        **common,
-                        structure=structure,
-                        **labels,
-                    ),
-                )
-            yield from background_crop_rows(
-                pixels, [box for _, box, _ in lesions], self.config, EXTRA_COLUMNS, **common
-            )
-        report.finish()
+                    box = mask_box(mask)
+                    columns = {"structure": structure, "label_pathology": -1, "label_mass_margins": []}
+                    lesions.append(Lesion(box, box.crop(mask), columns))
+            yield CollectionImage(pixels, stem, entry["patient"], "", "", lesions=lesions)
 
 
 __all__ = ["CsawS", "index_files"]

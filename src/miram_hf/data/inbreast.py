@@ -19,16 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..processing.patches import Box, polygon_region
-from ..processing.reading import MammogramReadError, read_mammogram
-from .common import (
-    PatientSplitBuilder,
-    SkipReport,
-    background_crop_rows,
-    collection_features,
-    encode_mask,
-    lesion_crop_row,
-    patient_split,
-)
+from .common import CollectionImage, Lesion, PatientSplitBuilder, SkipReport
 
 # ROI names as written in the XML files, typos included -> finding type
 FINDING_TYPES = {
@@ -43,7 +34,6 @@ FINDING_TYPES = {
     "espiculated region": "spiculated_region",
 }
 POINT_RADIUS = 4  # pixels around a calcification given as a point
-EXTRA_COLUMNS = {"finding_type": datasets.Value("string"), "birads": datasets.Value("string")}
 # Whole-image labels of the VAE paper's INbreast tasks: density from the ACR (1-4), and malignant (BI-RADS 4, 5, 6)
 # against non-malignant (BI-RADS 1, 2); BI-RADS 3 and blank cells are -1.
 IMAGE_LABELS = {
@@ -68,13 +58,6 @@ class InbreastImage:
     acr: str
     birads: str
     source: str
-
-
-@dataclass
-class Finding:
-    finding_type: str
-    box: Box
-    mask: np.ndarray  # inside the box
 
 
 def read_csv(path: Path) -> tuple[list[InbreastImage], list[tuple[str, str]]]:
@@ -106,8 +89,8 @@ def _point(text: str) -> tuple[float, float]:
     return x, y
 
 
-def read_findings(path: Path, shape: tuple[int, int]) -> list[Finding]:
-    """The outlined findings of one image's XML plist, as boxes and masks."""
+def read_findings(path: Path, shape: tuple[int, int]) -> list[Lesion]:
+    """The outlined findings of one image's XML plist: boxes, masks and `finding_type`."""
     with open(path, "rb") as handle:
         plist = plistlib.load(handle)
     findings = []
@@ -120,7 +103,7 @@ def read_findings(path: Path, shape: tuple[int, int]) -> list[Finding]:
             finding_type = FINDING_TYPES.get(name, name.replace(" ", "_") or "unknown")
             columns, rows = np.array([p[0] for p in points]), np.array([p[1] for p in points])
             if len(points) > 2:
-                findings.append(Finding(finding_type, *polygon_region(columns, rows, shape)))
+                findings.append(Lesion(*polygon_region(columns, rows, shape), {"finding_type": finding_type}))
                 continue
             # a calcification given as one or two points: a small disc around each (a stroke between two)
             top = int(max(0, np.floor(rows.min()) - POINT_RADIUS))
@@ -135,27 +118,22 @@ def read_findings(path: Path, shape: tuple[int, int]) -> list[Finding]:
                 ImageDraw.Draw(canvas).ellipse(
                     [x - POINT_RADIUS, y - POINT_RADIUS, x + POINT_RADIUS, y + POINT_RADIUS], fill=1
                 )
-            findings.append(Finding(finding_type, Box(top, left, bottom, right), np.array(canvas, dtype=bool)))
+            box, mask = Box(top, left, bottom, right), np.array(canvas, dtype=bool)
+            findings.append(Lesion(box, mask, {"finding_type": finding_type}))
     return findings
 
 
 class Inbreast(PatientSplitBuilder):
-    def _info(self) -> datasets.DatasetInfo:
-        features = collection_features(self.config.name, EXTRA_COLUMNS)
-        if self.config.name == "images":
-            features["birads"] = datasets.Value("string")
-            features["acr"] = datasets.Value("string")
-            features.update(IMAGE_LABELS)
-        rule = self.config.split_rule("BI-RADS >= 4")
-        return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=features)
+    COLLECTION = "INbreast"
+    LAYOUT = "INbreast.csv, AllDICOMs/ (<File Name>_<patient>_MG_<L|R>_<CC|ML>_ANON.dcm) and AllXML/ (<File Name>.xml)."
+    STRATIFIED_BY = "BI-RADS >= 4"
+    IMAGE_COLUMNS = {"birads": datasets.Value("string"), "acr": datasets.Value("string"), **IMAGE_LABELS}
+    LESION_COLUMNS = {"finding_type": datasets.Value("string"), "birads": datasets.Value("string")}
 
-    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
-        root = Path(self.config.data_dir) if self.config.data_dir else None
-        if root is None or not (root / "INbreast.csv").is_file() or not (root / "AllDICOMs").is_dir():
-            raise ValueError(
-                f"INbreast data_dir {root} must hold INbreast.csv, AllDICOMs/ (<File Name>_<patient>_MG_<L|R>_<CC|ML>_"
-                "ANON.dcm) and AllXML/ (<File Name>.xml)."
-            )
+    def _split_sources(self) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+        root = self.data_root()
+        if not (root / "INbreast.csv").is_file() or not (root / "AllDICOMs").is_dir():
+            raise self.layout_error(root)
         images, problems = read_csv(root / "INbreast.csv")
         dicoms = {path.name.split("_")[0]: path for path in (root / "AllDICOMs").glob("*.dcm")}
         patients = {image.file_name: _patient(dicoms.get(image.file_name)) for image in images}
@@ -163,84 +141,32 @@ class Inbreast(PatientSplitBuilder):
         for image in images:
             patient = patients[image.file_name]
             suspicious[patient] = max(suspicious.get(patient, 0), int(image.birads[:1] in ("4", "5", "6")))
-        assignment = patient_split(suspicious, self.config.fractions, self.config.split_seed)
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={
-                    "images": [i for i in images if assignment[patients[i.file_name]] == split],
-                    "dicoms": dicoms,
-                    "xml_dir": root / "AllXML",
-                    "problems": problems if split == "train" else [],
-                },
-            )
-            for split in self.config.fractions
-        ]
+        sources = {
+            split: {"images": [i for i in images if patients[i.file_name] in members], "dicoms": dicoms,
+                    "xml_dir": root / "AllXML"}
+            for split, members in self.split_patients(suspicious).items()
+        }  # fmt: skip
+        return sources, problems
 
-    def _generate_examples(self, images: list[InbreastImage], dicoms: dict, xml_dir: Path, problems: list):
-        report = SkipReport("INbreast", strict=self.config.strict)
-        for where, reason in problems:
-            report.skip(where, reason)
+    def _read_images(self, report: SkipReport, images: list[InbreastImage], dicoms: dict, xml_dir: Path):
         for image in images:
             if image.file_name not in dicoms:
                 report.skip(image.source, f"no AllDICOMs/{image.file_name}_*.dcm")
                 continue
-            try:
-                mammogram = read_mammogram(dicoms[image.file_name])
-            except MammogramReadError as error:
-                report.skip(image.source, str(error))
+            mammogram = report.read(dicoms[image.file_name], where=image.source)
+            if mammogram is None:
                 continue
             xml = xml_dir / f"{image.file_name}.xml"
             try:
-                findings = read_findings(xml, mammogram.pixel_array.shape) if xml.is_file() else []
+                lesions = read_findings(xml, mammogram.pixel_array.shape) if xml.is_file() else []
             except Exception as error:  # a damaged plist: report it, keep going
                 report.skip(xml, f"unreadable XML ({type(error).__name__}: {error})")
                 continue
-            common = {
-                "image_id": image.file_name,
-                "patient_id": _patient(dicoms[image.file_name]),
-                "laterality": image.laterality,
-                "view": image.view,
-            }
-            labels = {"label_pathology": -1, "label_mass_margins": [], "birads": image.birads}
-            if self.config.name == "images":
-                yield (
-                    image.file_name,
-                    {
-                        "image": mammogram.pixel_array,
-                        **common,
-                        "birads": image.birads,
-                        "acr": image.acr,
-                        **image_labels(image.acr, image.birads),
-                        "lesions": [
-                            {
-                                "box": [f.box.top, f.box.left, f.box.bottom, f.box.right],
-                                "mask": encode_mask(f.mask),
-                                "finding_type": f.finding_type,
-                                **labels,
-                            }
-                            for f in findings
-                        ],
-                    },
-                )
-                continue
-            for index, finding in enumerate(findings):
-                yield (
-                    f"{image.file_name}_{index}",
-                    lesion_crop_row(
-                        mammogram.pixel_array,
-                        finding.box,
-                        self.config.context,
-                        self.config.min_crop_size,
-                        **common,
-                        finding_type=finding.finding_type,
-                        **labels,
-                    ),
-                )
-            yield from background_crop_rows(
-                mammogram.pixel_array, [f.box for f in findings], self.config, EXTRA_COLUMNS, **common
-            )
-        report.finish()
+            for lesion in lesions:
+                lesion.columns |= {"label_pathology": -1, "label_mass_margins": [], "birads": image.birads}
+            columns = {"birads": image.birads, "acr": image.acr, **image_labels(image.acr, image.birads)}
+            yield CollectionImage(mammogram.pixel_array, image.file_name, _patient(dicoms[image.file_name]),
+                                  image.laterality, image.view, columns, lesions)  # fmt: skip
 
 
 def _patient(dicom: Path | None) -> str:

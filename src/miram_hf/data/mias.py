@@ -15,21 +15,10 @@ import datasets
 import numpy as np
 
 from ..processing.patches import Box
-from ..processing.reading import MammogramReadError, read_mammogram
-from .common import (
-    MARGIN_NAMES,
-    PatientSplitBuilder,
-    SkipReport,
-    background_crop_rows,
-    collection_features,
-    encode_mask,
-    lesion_crop_row,
-    patient_split,
-)
+from .common import MARGIN_NAMES, CollectionImage, Lesion, PatientSplitBuilder, SkipReport
 
 SIZE = 1024
 MARGINS = {"CIRC": "circumscribed", "SPIC": "spiculated", "MISC": "ill_defined"}  # MISC: "other, ill-defined masses"
-EXTRA_COLUMNS = {"mias_class": datasets.Value("string"), "severity": datasets.Value("string")}
 # Whole-image labels of the VAE paper's MIAS tasks: the worst finding (normal, benign, malignant), benign against
 # malignant among the abnormal images (normal ones -1), and the background tissue as density.
 IMAGE_CLASSES = ("normal", "benign", "malignant")
@@ -99,118 +88,70 @@ def worst_finding(findings: list[MiasFinding]) -> int:
 
 
 class Mias(PatientSplitBuilder):
-    def _info(self) -> datasets.DatasetInfo:
-        features = collection_features(self.config.name, EXTRA_COLUMNS)
-        if self.config.name == "images":
-            features["background_tissue"] = datasets.Value("string")
-            features["image_label"] = datasets.Value("string")  # normal | benign | malignant
-            features.update(IMAGE_LABELS)
-        rule = self.config.split_rule("the worst finding (normal, benign, malignant)")
-        return datasets.DatasetInfo(description=f"{__doc__}\n{rule}", features=features)
+    COLLECTION = "MIAS"
+    LAYOUT = "Info.txt and the images mdb001.pgm ... mdb322.pgm (in the same folder or below it)."
+    STRATIFIED_BY = "the worst finding (normal, benign, malignant)"
+    IMAGE_COLUMNS = {
+        "background_tissue": datasets.Value("string"),
+        "image_label": datasets.Value("string"),  # normal | benign | malignant
+        **IMAGE_LABELS,
+    }
+    LESION_COLUMNS = {"mias_class": datasets.Value("string"), "severity": datasets.Value("string")}
 
-    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
-        root = Path(self.config.data_dir) if self.config.data_dir else None
-        info = next(iter(sorted(root.rglob("Info.txt"))), None) if root and root.is_dir() else None
+    def _split_sources(self) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+        root = self.data_root()
+        info = next(iter(sorted(root.rglob("Info.txt"))), None)
         if info is None:
-            raise ValueError(
-                f"MIAS data_dir {root} must hold Info.txt and the images mdb001.pgm ... mdb322.pgm (in the same folder "
-                "or below it)."
-            )
+            raise self.layout_error(root)
         findings, problems = parse_info(info)
         worst = {}
         for reference, items in findings.items():
             worst[_patient(reference)] = max(worst.get(_patient(reference), 0), worst_finding(items))
-        assignment = patient_split(worst, self.config.fractions, self.config.split_seed)
         images = {path.stem: path for path in root.rglob("mdb*.pgm")}
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={
-                    "findings": {r: f for r, f in findings.items() if assignment[_patient(r)] == split},
-                    "images": images,
-                    "problems": problems if split == "train" else [],
-                },
-            )
-            for split in self.config.fractions
-        ]
+        sources = {
+            split: {"findings": {r: f for r, f in findings.items() if _patient(r) in members}, "images": images}
+            for split, members in self.split_patients(worst).items()
+        }
+        return sources, problems
 
-    def _generate_examples(self, findings: dict, images: dict, problems: list):
-        report = SkipReport("MIAS", strict=self.config.strict)
-        for where, reason in problems:
-            report.skip(where, reason)
+    def _read_images(self, report: SkipReport, findings: dict, images: dict):
         for reference, items in sorted(findings.items()):
             if reference not in images:
                 report.skip(reference, "image file not found")
                 continue
-            try:
-                pixels = read_mammogram(images[reference]).pixel_array
-            except MammogramReadError as error:
-                report.skip(reference, str(error))
+            mammogram = report.read(images[reference], where=reference)
+            if mammogram is None:
                 continue
-            common = {
-                "image_id": reference,
-                "patient_id": _patient(reference),
-                "laterality": "L" if int(reference[3:]) % 2 == 0 else "R",
-                "view": "MLO",
-            }
-            located = [(item, item.box()) for item in items if item.mias_class != "NORM"]
-            for item, box in located:
-                if box is None:
+            abnormal = [item for item in items if item.mias_class != "NORM"]
+            for item in abnormal:
+                if item.centre is None:
                     report.skip(reference, f"{item.mias_class} finding without coordinates: no crop or box")
-            located = [(item, box) for item, box in located if box is not None]
-            if self.config.name == "images":
-                yield (
-                    reference,
-                    {
-                        "image": pixels,
-                        **common,
-                        "background_tissue": items[0].background,
-                        "image_label": IMAGE_CLASSES[worst_finding(items)],
-                        "label_class": worst_finding(items),
-                        "label_malignant": worst_finding(items) - 1,  # normal: -1
-                        "label_density": DENSITIES.get(items[0].background, -1),
-                        "lesions": [_lesion_item(item, box) for item, box in located],
-                    },
-                )
-                continue
-            for index, (item, box) in enumerate(located):
-                yield (
-                    f"{reference}_{index}",
-                    lesion_crop_row(
-                        pixels,
-                        box,
-                        self.config.context,
-                        self.config.min_crop_size,
-                        **common,
-                        label_pathology=item.label_pathology,
-                        label_mass_margins=item.label_mass_margins,
-                        mias_class=item.mias_class,
-                        severity=item.severity,
-                    ),
-                )
-            if all(item.centre is not None for item in items if item.mias_class != "NORM"):  # every lesion located
-                yield from background_crop_rows(
-                    pixels, [box for _, box in located], self.config, EXTRA_COLUMNS, **common
-                )
-        report.finish()
+            lesions = [_lesion(item) for item in abnormal if item.centre is not None]
+            worst = worst_finding(items)
+            columns = {
+                "background_tissue": items[0].background,
+                "image_label": IMAGE_CLASSES[worst],
+                "label_class": worst,
+                "label_malignant": worst - 1,  # normal: -1
+                "label_density": DENSITIES.get(items[0].background, -1),
+            }
+            laterality = "L" if int(reference[3:]) % 2 == 0 else "R"
+            yield CollectionImage(mammogram.pixel_array, reference, _patient(reference), laterality, "MLO", columns,
+                                  lesions, all_lesions_located=len(lesions) == len(abnormal))  # fmt: skip
 
 
 def _patient(reference: str) -> str:
     return f"MIAS_{(int(reference[3:]) + 1) // 2:03d}"
 
 
-def _lesion_item(item: MiasFinding, box: Box) -> dict:
+def _lesion(item: MiasFinding) -> Lesion:
+    """A located finding: the box around its circle, the disc inside the box."""
+    box = item.box()
     (row, column), radius = item.centre, item.radius
     rows, columns = np.ogrid[box.top : box.bottom, box.left : box.right]
     disc = (rows - row) ** 2 + (columns - column) ** 2 <= radius**2
-    return {
-        "box": [box.top, box.left, box.bottom, box.right],
-        "mask": encode_mask(disc),
-        "label_pathology": item.label_pathology,
-        "label_mass_margins": item.label_mass_margins,
-        "mias_class": item.mias_class,
-        "severity": item.severity,
-    }
+    return Lesion(box, disc, {"label_pathology": item.label_pathology, "label_mass_margins": item.label_mass_margins,
+                              "mias_class": item.mias_class, "severity": item.severity})  # fmt: skip
 
 
 __all__ = ["Mias", "parse_info"]

@@ -43,7 +43,7 @@ def random_crops(images: datasets.Dataset, source: str, size: int, per_image: in
                 rows["image_id"].append(image_id)
                 rows["patient_id"].append(patient_id)
                 rows["source"].append(source)
-                rows["crop_box"].append([box.top, box.left, box.bottom, box.right])
+                rows["crop_box"].append(box.corners())
         return rows
 
     return images.map(crop, batched=True, batch_size=8, remove_columns=images.column_names, features=MIXTURE_FEATURES)

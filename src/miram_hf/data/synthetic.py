@@ -27,13 +27,12 @@ from .common import (
     IMAGE_MALIGNANCY,
     MARGIN_NAMES,
     PATHOLOGY_NAMES,
+    CollectionImage,
+    Lesion,
     MammographyBuilder,
     MammographyConfig,
-    background_crop_rows,
-    collection_features,
-    encode_mask,
+    SkipReport,
     image_malignancy,
-    lesion_crop_row,
 )
 
 BITS_STORED = 16
@@ -364,66 +363,35 @@ class SyntheticMammography(MammographyBuilder):
     BUILDER_CONFIGS = [SyntheticConfig(name="images"), SyntheticConfig(name="lesions")]
     DEFAULT_CONFIG_NAME = "lesions"
 
-    def _info(self) -> datasets.DatasetInfo:
-        features = collection_features(self.config.name, FINE_DETAIL_LABEL)
-        if self.config.name == "images":
-            features = datasets.Features({**features, **IMAGE_MALIGNANCY})
-        return datasets.DatasetInfo(description=__doc__, features=features)
+    COLLECTION = "synthetic"
+    IMAGE_COLUMNS = IMAGE_MALIGNANCY
+    LESION_COLUMNS = FINE_DETAIL_LABEL
 
-    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+    def _split_sources(self) -> tuple[dict[str, dict], list[tuple[str, str]]]:
         config = self.config
         seeds = [config.seed * 1_000_003 + i for i in range(config.num_images)]
         n_test = max(1, round(config.test_fraction * len(seeds)))
         n_validation = max(1, round(config.validation_fraction * len(seeds)))
         splits = {
-            datasets.Split.TEST: seeds[:n_test],
-            datasets.Split.VALIDATION: seeds[n_test : n_test + n_validation],
-            datasets.Split.TRAIN: seeds[n_test + n_validation :],
+            "test": seeds[:n_test],
+            "validation": seeds[n_test : n_test + n_validation],
+            "train": seeds[n_test + n_validation :],
         }
-        return [datasets.SplitGenerator(name=name, gen_kwargs={"seeds": chunk}) for name, chunk in splits.items()]
+        return {name: {"seeds": chunk} for name, chunk in splits.items()}, []
 
-    def _generate_examples(self, seeds: list[int]):
+    def _read_images(self, report: SkipReport, seeds: list[int]):
         config = self.config
         for seed in seeds:
             phantom = generate_phantom(
                 seed, config.height, config.width, config.max_lesions, config.fine_detail_findings, config.film_scan
             )
-            common = {
-                "image_id": f"synthetic_{seed}",
-                "patient_id": f"SYN_{seed}",
-                "laterality": phantom.laterality,
-                "view": phantom.view,
-            }
-            if config.name == "images":
-                lesions = [
-                    {
-                        "box": list(lesion.box),
-                        "mask": encode_mask(lesion.mask),
-                        "label_pathology": lesion.pathology,
-                        "label_mass_margins": lesion.mass_margins,
-                        "label_fine_detail": lesion.fine_detail,
-                    }
-                    for lesion in phantom.lesions
-                ]
-                labels = {"label_malignant": image_malignancy(lesions), "lesions": lesions}
-                yield common["image_id"], {"image": phantom.image, **common, **labels}
-                continue
-            lesion_boxes = [Box(*lesion.box) for lesion in phantom.lesions]
-            for index, (lesion, box) in enumerate(zip(phantom.lesions, lesion_boxes, strict=True)):
-                yield (
-                    f"{common['image_id']}_{index}",
-                    lesion_crop_row(
-                        phantom.image,
-                        box,
-                        config.context,
-                        config.min_crop_size,
-                        **common,
-                        label_pathology=lesion.pathology,
-                        label_mass_margins=lesion.mass_margins,
-                        label_fine_detail=lesion.fine_detail,
-                    ),
-                )
-            yield from background_crop_rows(phantom.image, lesion_boxes, config, {}, **common, label_fine_detail=-1)
+            lesions = [
+                Lesion(Box(*lesion.box), lesion.mask, {"label_pathology": lesion.pathology,
+                       "label_mass_margins": lesion.mass_margins, "label_fine_detail": lesion.fine_detail})
+                for lesion in phantom.lesions
+            ]  # fmt: skip
+            yield CollectionImage(phantom.image, f"synthetic_{seed}", f"SYN_{seed}", phantom.laterality, phantom.view,
+                                  {"label_malignant": image_malignancy(lesions)}, lesions)  # fmt: skip
 
 
 __all__ = [

@@ -40,7 +40,7 @@ def tile_images(
                 rows["image"].append(IMAGE.encode_example(np.ascontiguousarray(box.crop(pixels))))
                 for name in ("image_id", "patient_id", "laterality", "view"):
                     rows[name].append(batch[name][index])
-                rows["tile_box"].append([box.top, box.left, box.bottom, box.right])
+                rows["tile_box"].append(box.corners())
                 rows["tile_row"].append(tile.row)
                 rows["tile_column"].append(tile.column)
                 rows["background_fraction"].append(tile.background_fraction)

@@ -16,21 +16,9 @@ import datasets
 import numpy as np
 
 from ..processing.patches import Box
-from ..processing.reading import MammogramReadError, read_mammogram
-from .common import (
-    MammographyBuilder,
-    SkipReport,
-    background_crop_rows,
-    collection_features,
-    encode_mask,
-    lesion_crop_row,
-)
+from .common import CollectionImage, Lesion, MammographyBuilder, SkipReport
 
 SPLITS = {"training": "train", "test": "test"}
-EXTRA_COLUMNS = {
-    "finding_categories": datasets.List(datasets.Value("string")),
-    "finding_birads": datasets.Value("string"),
-}
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -38,8 +26,8 @@ def _read_rows(path: Path) -> list[dict]:
         return [{key.strip(): (value or "").strip() for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
-def parse_findings(rows: list[dict], source: str) -> tuple[dict[str, list[dict]], list[tuple[str, str]]]:
-    """image_id -> its findings with a box, and (row, reason) for rows that cannot be used."""
+def parse_findings(rows: list[dict], source: str) -> tuple[dict[str, list[Lesion]], list[tuple[str, str]]]:
+    """image_id -> its findings with a box (the mask: all of it), and (row, reason) for rows that cannot be used."""
     findings, problems = {}, []
     for line, row in enumerate(rows, start=2):
         try:
@@ -60,29 +48,28 @@ def parse_findings(rows: list[dict], source: str) -> tuple[dict[str, list[dict]]
                 (f"{source}:{line}", f"empty box {row['xmin']}, {row['ymin']}, {row['xmax']}, {row['ymax']}")
             )
             continue
-        findings.setdefault(row["image_id"], []).append(
-            {"box": box, "finding_categories": categories, "finding_birads": row.get("finding_birads", "")}
-        )
+        columns = {"finding_categories": categories, "finding_birads": row.get("finding_birads", ""),
+                   "label_pathology": -1, "label_mass_margins": []}  # fmt: skip
+        findings.setdefault(row["image_id"], []).append(Lesion(box, np.ones((box.height, box.width), bool), columns))
     return findings, problems
 
 
 class VindrMammo(MammographyBuilder):
     """VinDr-Mammo with its official training / test split."""
 
-    def _info(self) -> datasets.DatasetInfo:
-        features = collection_features(self.config.name, EXTRA_COLUMNS)
-        if self.config.name == "images":
-            features["breast_birads"] = datasets.Value("string")
-            features["breast_density"] = datasets.Value("string")
-        return datasets.DatasetInfo(description=__doc__, features=features)
+    COLLECTION = "VinDr-Mammo"
+    ANNOTATIONS = ("breast-level_annotations.csv", "finding_annotations.csv")
+    LAYOUT = f"{', '.join(ANNOTATIONS)} and images/<study_id>/<image_id>.dicom."
+    IMAGE_COLUMNS = {"breast_birads": datasets.Value("string"), "breast_density": datasets.Value("string")}
+    LESION_COLUMNS = {
+        "finding_categories": datasets.List(datasets.Value("string")),
+        "finding_birads": datasets.Value("string"),
+    }
 
-    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
-        root = Path(self.config.data_dir) if self.config.data_dir else None
-        needed = ("breast-level_annotations.csv", "finding_annotations.csv")
-        if root is None or not all((root / name).is_file() for name in needed) or not (root / "images").is_dir():
-            raise ValueError(
-                f"VinDr-Mammo data_dir {root} must hold {', '.join(needed)} and images/<study_id>/<image_id>.dicom."
-            )
+    def _split_sources(self) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+        root = self.data_root()
+        if not all((root / name).is_file() for name in self.ANNOTATIONS) or not (root / "images").is_dir():
+            raise self.layout_error(root)
         images = _read_rows(root / "breast-level_annotations.csv")
         findings, problems = parse_findings(_read_rows(root / "finding_annotations.csv"), "finding_annotations.csv")
         by_split = {}
@@ -92,75 +79,25 @@ class VindrMammo(MammographyBuilder):
                 problems.append((f"breast-level_annotations.csv:{line}", f"unknown split {row.get('split')!r}"))
                 continue
             by_split.setdefault(split, []).append(row)
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={
-                    "images": rows,
-                    "findings": findings,
-                    "root": root,
-                    "problems": problems if split == "train" else [],
-                },
-            )
-            for split, rows in sorted(by_split.items())
-        ]
+        sources = {split: {"images": rows, "findings": findings, "root": root}
+                   for split, rows in sorted(by_split.items())}  # fmt: skip
+        return sources, problems
 
-    def _generate_examples(self, images: list[dict], findings: dict, root: Path, problems: list):
-        report = SkipReport("VinDr-Mammo", strict=self.config.strict)
-        for where, reason in problems:
-            report.skip(where, reason)
+    def _read_images(self, report: SkipReport, images: list[dict], findings: dict, root: Path):
         for row in images:
-            path = root / "images" / row["study_id"] / f"{row['image_id']}.dicom"
-            try:
-                pixels = read_mammogram(path).pixel_array
-            except MammogramReadError as error:
-                report.skip(path, error.reason)
+            mammogram = report.read(root / "images" / row["study_id"] / f"{row['image_id']}.dicom")
+            if mammogram is None:
                 continue
-            common = {
-                "image_id": row["image_id"],
-                "patient_id": row["study_id"],  # VinDr-Mammo identifies exams, not women
-                "laterality": row.get("laterality", "").upper()[:1],
-                "view": row.get("view_position", "").upper(),
-            }
-            located = findings.get(row["image_id"], [])
-            labels = {"label_pathology": -1, "label_mass_margins": []}
-            if self.config.name == "images":
-                yield (
-                    row["image_id"],
-                    {
-                        "image": pixels,
-                        **common,
-                        "breast_birads": row.get("breast_birads", ""),
-                        "breast_density": row.get("breast_density", ""),
-                        "lesions": [
-                            {
-                                "box": [f["box"].top, f["box"].left, f["box"].bottom, f["box"].right],
-                                "mask": encode_mask(np.ones((f["box"].height, f["box"].width), dtype=bool)),
-                                "finding_categories": f["finding_categories"],
-                                "finding_birads": f["finding_birads"],
-                                **labels,
-                            }
-                            for f in located
-                        ],
-                    },
-                )
-                continue
-            for index, finding in enumerate(located):
-                yield (
-                    f"{row['image_id']}_{index}",
-                    lesion_crop_row(
-                        pixels,
-                        finding["box"],
-                        self.config.context,
-                        self.config.min_crop_size,
-                        **common,
-                        finding_categories=finding["finding_categories"],
-                        finding_birads=finding["finding_birads"],
-                        **labels,
-                    ),
-                )
-            yield from background_crop_rows(pixels, [f["box"] for f in located], self.config, EXTRA_COLUMNS, **common)
-        report.finish()
+            columns = {"breast_birads": row.get("breast_birads", ""), "breast_density": row.get("breast_density", "")}
+            yield CollectionImage(
+                mammogram.pixel_array,
+                row["image_id"],
+                row["study_id"],  # VinDr-Mammo identifies exams, not women
+                row.get("laterality", "").upper()[:1],
+                row.get("view_position", "").upper(),
+                columns,
+                findings.get(row["image_id"], []),
+            )
 
 
 __all__ = ["VindrMammo", "parse_findings"]

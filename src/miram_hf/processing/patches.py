@@ -33,6 +33,10 @@ class Box:
     def crop(self, array: np.ndarray) -> np.ndarray:
         return array[self.top : self.bottom, self.left : self.right]
 
+    def corners(self) -> list[int]:
+        """[top, left, bottom, right], as the datasets' box columns hold it."""
+        return [self.top, self.left, self.bottom, self.right]
+
 
 @dataclass(frozen=True)
 class Tile:

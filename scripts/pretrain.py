@@ -31,18 +31,19 @@ import logging
 import math
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, send_to_device, set_seed
 from tqdm.auto import tqdm
-from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
+from transformers import HfArgumentParser, SchedulerType, TrainingArguments, get_scheduler
 
 from miram_hf import add_remote_pipelines
 from miram_hf.data import BUILDERS, TILE_OPTIONS, carve_validation, load_mammography, parse_dataset_options
 from miram_hf.training import parameter_groups
+from miram_hf.training.arguments import training_argument
 from miram_hf.training.checkpointing import (
     latest_checkpoint,
     load_checkpoint,
@@ -57,12 +58,10 @@ from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.methods import METHODS, pretraining_method
 from miram_hf.training.model_card import render_model_card
 from miram_hf.training.monitoring import (
-    ReconstructionMonitor,
     RepresentationProbe,
     feature_extractor,
     format_probe,
     format_ratios,
-    log_picture,
 )
 from miram_hf.training.presets import (
     MODEL_PRESETS,
@@ -75,21 +74,16 @@ from miram_hf.training.presets import (
     pretraining_processor,
 )
 from miram_hf.training.pretraining import (
-    PretrainingCollator,
     batches_per_epoch,
     epoch_batches,
-    mask_noise,
     pretraining_dataset,
 )
-from miram_hf.training.views import MultiViewCollator
-from miram_hf.visualization import save_reconstruction
 
 logger = logging.getLogger("pretrain")
 
 
 @dataclass
-class PretrainingArguments:
-    # the model
+class ModelArguments:
     model_type: str = field(default="miram", metadata={"help": f"one of {sorted(METHODS)}"})
     model_config: str | None = field(
         default=None,
@@ -107,7 +101,14 @@ class PretrainingArguments:
     decoder_attention: list[str] | None = field(default=None, metadata={"help": "MIRAM: one per scale"})
     mask_ratio: float | None = field(default=None, metadata={"help": "default 0.75"})
     norm_pix_loss: bool | None = field(default=None)
-    # the data
+
+    def __post_init__(self):
+        self.model_config = self.model_config or default_model_config(self.model_type)
+        pretraining_method(self.model_type)  # an unknown method is refused here, with the known ones
+
+
+@dataclass
+class DataArguments:
     dataset: str = field(default="synthetic", metadata={"help": "a collection, a mixture or a parquet path"})
     data_dir: str | None = field(default=None, metadata={"help": "mixtures: name=folder,name=folder"})
     dataset_config: str = field(default="lesions", metadata={"help": "lesions, tiles or images"})
@@ -120,7 +121,6 @@ class PretrainingArguments:
     crop_scale: list[float] = field(default_factory=lambda: [0.2, 1.0], metadata={"help": "random resized crop area"})
     num_local_crops: int = field(default=6, metadata={"help": "DINO and SwAV: local views besides the 2 global ones"})
     cache_dir: str | None = field(default=None)
-    dataloader_num_workers: int = field(default=0)
     augment_on_device: bool = field(
         default=False,
         metadata={"help": "MIRAM and MAE: the loader cuts fixed-size native regions, and the crop, flip and resizes "
@@ -138,74 +138,99 @@ class PretrainingArguments:
     probe_data_dir: str | None = field(default=None, metadata={"help": "default: --data_dir for the same collection"})
     probe_dataset_config: str = field(default="lesions")
     probe_label_column: str = field(default="label_pathology")
-    probe_steps: int = field(default=500, metadata={"help": "probe every this many steps (and at steps 0 and last)"})
-    # the schedule, named as in TrainingArguments
-    output_dir: str = field(default="outputs/pretrain")
-    max_steps: int = field(default=-1, metadata={"help": "overrides num_train_epochs when > 0"})
-    num_train_epochs: float = field(default=4)
-    per_device_train_batch_size: int = field(default=16)
-    gradient_accumulation_steps: int = field(default=1)
-    learning_rate: float = field(default=2e-3, metadata={"help": "the peak lr, unless base_learning_rate is given"})
+
+
+@dataclass
+class PretrainingTrainingArguments(TrainingArguments):
+    """TrainingArguments as this script's loop reads them, with MAE's pretraining recipe as the defaults where it
+    differs from fine-tuning's: AdamW (0.9, 0.95), weight decay 0.05, 5% linear warmup then half-cosine, and its lr
+    rule (`base_learning_rate`; the default `learning_rate`, 2e-3, suits the small batches of a laptop run). bf16
+    autocast by default on a GPU that has it. TrainingArguments' options the loop does not implement are refused when
+    set, rather than ignored."""
+
+    output_dir: str | None = training_argument("output_dir", "outputs/pretrain")
+    per_device_train_batch_size: int = training_argument("per_device_train_batch_size", 16)
+    learning_rate: float = training_argument("learning_rate", 2e-3, "The peak lr, unless base_learning_rate is given.")
+    weight_decay: float = training_argument("weight_decay", 0.05)
+    adam_beta2: float = training_argument("adam_beta2", 0.95)
+    num_train_epochs: float = training_argument("num_train_epochs", 4)
+    lr_scheduler_type: SchedulerType | str = training_argument("lr_scheduler_type", "cosine")
+    warmup_steps: float = training_argument("warmup_steps", 0.05)
+    logging_steps: float = training_argument("logging_steps", 10)
+    save_total_limit: int | None = training_argument("save_total_limit", 2)
+    report_to: None | str | list[str] = training_argument("report_to", "tensorboard")
+    seed: int = training_argument("seed", 0)
+    bf16: bool | None = training_argument("bf16", None, "Default: on a GPU that computes in bf16.")
+    # this loop's own
     base_learning_rate: float | None = field(
         default=None, metadata={"help": "MAE's rule, lr = blr x global batch / 256 (MAE: 1.5e-4, for big batches)"}
     )
-    weight_decay: float = field(default=0.05)
-    adam_beta1: float = field(default=0.9)
-    adam_beta2: float = field(default=0.95)
-    warmup_steps: int | None = field(default=None, metadata={"help": "default: 5 percent of the steps"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "0 turns clipping off"})
     on_nonfinite_loss: str = field(
         default="stop", metadata={"help": "stop, or skip: what a NaN or infinite loss (a diverging run) does"}
     )
-    mixed_precision: str = field(
-        default="auto",
-        metadata={"help": "no, fp16, bf16, or auto: bf16 on a GPU that has it, else accelerate's setting"},
-    )
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
-    torch_compile: bool = field(default=False, metadata={"help": "compile the model (torch.compile, via accelerate)"})
-    torch_compile_backend: str = field(default="inductor", metadata={"help": "torch.compile's backend"})
-    save_steps: int = field(default=500)
-    save_total_limit: int | None = field(default=2)
-    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder or `latest`"})
-    logging_steps: int = field(default=10)
-    report_to: str = field(default="tensorboard", metadata={"help": "tensorboard, trackio, wandb, all or none"})
-    seed: int = field(default=0)
-    push_to_hub: bool = field(default=False)
-    hub_model_id: str | None = field(default=None)
+    probe_steps: int = field(default=500, metadata={"help": "probe every this many steps (and at steps 0 and last)"})
+
+    # TrainingArguments' fields the loop reads; parse_arguments refuses any other given on the command line
+    IMPLEMENTED = (
+        "output_dir", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+        "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler_type",
+        "lr_scheduler_kwargs", "warmup_steps", "max_grad_norm", "bf16", "fp16", "activation_checkpointing",
+        "gradient_checkpointing", "torch_compile", "torch_compile_backend", "save_steps", "save_total_limit",
+        "resume_from_checkpoint", "logging_steps", "report_to", "seed", "push_to_hub", "hub_model_id",
+        "dataloader_num_workers", "use_cpu",
+    )  # fmt: skip
 
     def __post_init__(self):
-        """Flags that contradict each other are refused as they are parsed, as TrainingArguments does."""
+        """Flags that contradict each other are refused as they are parsed."""
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb).")
-        if self.streaming and self.max_steps <= 0:
-            raise ValueError("A streamed dataset has no length: give --max_steps.")
-        if self.augment_on_device and not pretraining_method(self.model_type).masked:
-            raise ValueError(f"--augment_on_device makes the views of MIRAM and MAE; {self.model_type}'s are made in "
-                             "the loader.")  # fmt: skip
         if self.on_nonfinite_loss not in ("stop", "skip"):
             raise ValueError(f"--on_nonfinite_loss is stop or skip, got {self.on_nonfinite_loss!r}.")
+        automatic = self.bf16 is None
+        self.bf16 = bool(self.bf16)
+        super().__post_init__()
+        if automatic and not self.use_cpu:
+            self.mixed_precision = gpu_precision(self.mixed_precision)
+            self.bf16 = self.mixed_precision == "bf16"
 
 
-def resolved_mixed_precision(requested: str) -> str | None:
-    """`--mixed_precision auto`: bf16 on a GPU that computes in it; elsewhere None, which leaves accelerate's own
-    setting (its config file, `accelerate launch --mixed_precision`)."""
-    if requested != "auto":
-        return requested
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+def gpu_precision(chosen: str) -> str:
+    """bf16 on a GPU that computes in it, where neither the flags nor accelerate's setting chose a precision."""
+    return "bf16" if chosen == "no" and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else chosen
+
+
+def parse_arguments(
+    argv: list[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, PretrainingTrainingArguments]:
+    """The three groups of arguments, with the checks that span them made before any data or model is loaded."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingTrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    given = {token[2:].split("=")[0] for token in (sys.argv[1:] if argv is None else argv) if token.startswith("--")}
+    training_options = {option.name for option in fields(TrainingArguments)}
+    for name in sorted(given):
+        option = name if name in training_options else name.removeprefix("no_")  # --no_<flag> for a default True
+        if option in training_options and option not in PretrainingTrainingArguments.IMPLEMENTED:
+            raise ValueError(f"--{name} is a TrainingArguments option that pretrain.py does not implement.")
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ValueError("A streamed dataset has no length: give --max_steps.")
+    if data_args.augment_on_device and not pretraining_method(model_args.model_type).masked:
+        raise ValueError(f"--augment_on_device makes the views of MIRAM and MAE; {model_args.model_type}'s are made in "
+                         "the loader.")  # fmt: skip
+    return model_args, data_args, training_args
 
 
 def main(argv: list[str] | None = None) -> dict:
-    (args,) = HfArgumentParser(PretrainingArguments).parse_args_into_dataclasses(args=argv)
-    args.model_config = args.model_config or default_model_config(args.model_type)
+    model_args, data_args, training_args = parse_arguments(argv)
     accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=resolved_mixed_precision(args.mixed_precision),
-        dynamo_backend=args.torch_compile_backend if args.torch_compile else None,
-        log_with=None if args.report_to == "none" else args.report_to,
-        project_dir=str(Path(args.output_dir) / "runs"),
+        cpu=training_args.use_cpu,
+        gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+        mixed_precision=training_args.mixed_precision,
+        dynamo_backend=training_args.torch_compile_backend if training_args.torch_compile else None,
+        log_with=training_args.report_to or None,
+        project_dir=str(Path(training_args.output_dir) / "runs"),
     )
-    with run_lock(args.output_dir, holder=accelerator.is_main_process):  # one run at a time in output_dir
-        progress = pretrain(args, accelerator)
+    with run_lock(training_args.output_dir, holder=accelerator.is_main_process):  # one run at a time in output_dir
+        progress = pretrain(model_args, data_args, training_args, accelerator)
     # The DDP wrapper's reducer holds the process group too. Freed last, inside the reducer's deallocation (which holds
     # the GIL), the gloo group waits for its worker threads while one of them waits for the GIL to free a tensor of the
     # last collective: a deadlock in about 1 run of 15. Freed first, the group goes with destroy_process_group, which
@@ -216,81 +241,97 @@ def main(argv: list[str] | None = None) -> dict:
     return progress
 
 
-def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
-    """The run `args` describe, from the data to the model folder; returns its progress (trainer_state.json)."""
-    output_dir = Path(args.output_dir)
+def pretrain(
+    model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingTrainingArguments,
+    accelerator: Accelerator,
+) -> dict:  # fmt: skip
+    """The run the arguments describe, from the data to the model folder; returns its progress
+    (trainer_state.json)."""
+    output_dir = Path(training_args.output_dir)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING, format="%(message)s")
-    method = pretraining_method(args.model_type)
-    set_seed(args.seed)
+    method = pretraining_method(model_args.model_type)
+    objective = method.learns_from
+    seed = training_args.seed
+    set_seed(seed)
 
     # data
-    extra = {"num_images": args.num_images} if args.dataset == "synthetic" and args.num_images else {}
-    extra |= parse_dataset_options(args.dataset_options)
+    extra = {"num_images": data_args.num_images} if data_args.dataset == "synthetic" and data_args.num_images else {}
+    extra |= parse_dataset_options(data_args.dataset_options)
     with accelerator.main_process_first():  # one process builds the dataset cache, the others read it
         dataset = pretraining_dataset(
-            args.dataset, args.data_dir, args.dataset_config, args.streaming, args.cache_dir, **extra
+            data_args.dataset,
+            data_args.data_dir,
+            data_args.dataset_config,
+            data_args.streaming,
+            data_args.cache_dir,
+            **extra,
         )
-        held_out = held_out_rows(args, extra)
+        held_out = held_out_rows(data_args, extra, seed)
     streamed = isinstance(dataset, datasets.IterableDataset)
-    batch_size, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
+    batch_size, accumulation = training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps
     global_batch = batch_size * accumulation * accelerator.num_processes
-    if args.max_steps > 0:
-        max_steps = args.max_steps
+    if training_args.max_steps > 0:
+        max_steps = training_args.max_steps
     else:
         per_epoch = batches_per_epoch(dataset, batch_size, accelerator.num_processes) // accumulation
         # 0 epochs: the initialised model as it is (the randomly initialised encoder of a comparison)
-        max_steps = math.ceil(args.num_train_epochs * max(1, per_epoch))
-    checkpoint = args.resume_from_checkpoint
+        max_steps = math.ceil(training_args.num_train_epochs * max(1, per_epoch))
+    checkpoint = training_args.resume_from_checkpoint
     checkpoints_dir = output_dir / "checkpoints"
     if checkpoint == "latest":
         checkpoint = latest_checkpoint(checkpoints_dir)
         if checkpoint is None:
             logger.info("No checkpoint in %s yet: starting from scratch.", checkpoints_dir)
     finished = output_dir / "trainer_state.json"
-    if args.resume_from_checkpoint and finished.exists() and json.loads(finished.read_text())["step"] == max_steps:
+    if (
+        training_args.resume_from_checkpoint
+        and finished.exists()
+        and json.loads(finished.read_text())["step"] == max_steps
+    ):
         if checkpoint is None or Path(checkpoint).name == f"checkpoint-{max_steps}":
             logger.info("%s holds the model of all %d steps already: nothing to resume.", output_dir, max_steps)
             return json.loads(finished.read_text())
 
     # model, processor, optimizer, schedule
     config = pretraining_config(
-        args.model_type, args.model_config, args.config_overrides, image_size=args.image_size,
-        patch_size=args.patch_size, scales=args.scales, decoder_attention=args.decoder_attention,
-        mask_ratio=args.mask_ratio, norm_pix_loss=args.norm_pix_loss,
+        model_args.model_type, model_args.model_config, model_args.config_overrides, image_size=model_args.image_size,
+        patch_size=model_args.patch_size, scales=model_args.scales, decoder_attention=model_args.decoder_attention,
+        mask_ratio=model_args.mask_ratio, norm_pix_loss=model_args.norm_pix_loss,
     )  # fmt: skip
     model = pretraining_model(config)
     processor = pretraining_processor(config)
-    if args.augment_on_device:
-        collator = NativeRegionCollator(args.native_region_size, args.seed)
-    elif not method.joint_embedding:  # the VAE reconstructs whole images, unaugmented, as its paper did
-        collator = PretrainingCollator(processor, args.seed, augment=method.masked, crop_scale=args.crop_scale)
+    if data_args.augment_on_device:
+        collator = NativeRegionCollator(data_args.native_region_size, seed)
     else:
-        num_local = args.num_local_crops if method.multi_crop else 0
-        collator = MultiViewCollator(processor, args.seed, num_local=num_local, crop_scale=args.crop_scale,
-                                     local_size=local_crop_size(config))  # fmt: skip
-    learning_rate = args.learning_rate
-    if args.base_learning_rate is not None:
-        learning_rate = args.base_learning_rate * global_batch / 256
-    if args.gradient_checkpointing:  # renamed in transformers 5.x; the old name warns where the new one exists
+        collator = objective.collator(processor, config, seed, data_args.crop_scale, data_args.num_local_crops)
+    learning_rate = training_args.learning_rate
+    if training_args.base_learning_rate is not None:
+        learning_rate = training_args.base_learning_rate * global_batch / 256
+    if training_args.activation_checkpointing:  # transformers 5's name for gradient checkpointing (either flag sets it)
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     on_gpu = accelerator.device.type == "cuda"
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, learning_rate, args.weight_decay), betas=(args.adam_beta1, args.adam_beta2),
-        fused=on_gpu,
+        parameter_groups(model, learning_rate, training_args.weight_decay), fused=on_gpu,
+        betas=(training_args.adam_beta1, training_args.adam_beta2), eps=training_args.adam_epsilon,
     )  # fmt: skip
     if accelerator.is_main_process:
+        arguments = {**asdict(model_args), **asdict(data_args), **training_args.to_sanitized_dict()}
         accelerator.init_trackers(
-            "pretrain", config={k: str(v) for k, v in asdict(args).items()} | {"learning_rate_used": learning_rate}
+            "pretrain", config={k: str(v) for k, v in arguments.items()} | {"learning_rate_used": learning_rate}
         )
     # the randomly initialised encoder's probe: the reference for what pretraining adds
-    probe = representation_probe(args, held_out, model, processor) if accelerator.is_main_process else None
+    probe = None
+    if accelerator.is_main_process:
+        probe = representation_probe(data_args.probe_label_column, seed, held_out, model, processor)
     progress = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "log_history": [], "probe_history": [],
                 "held_out_history": [], "probe_seconds": 0.0, "train_seconds": 0.0}  # fmt: skip
     if probe is not None and not checkpoint:
         run_probe(probe, model, progress, 0, accelerator)
         logger.info("Probe of the randomly initialised encoder: %s", format_probe(progress["probe_history"][0]))
-    warmup_steps = args.warmup_steps if args.warmup_steps is not None else round(0.05 * max_steps)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, max_steps)
+    scheduler = get_scheduler(training_args.lr_scheduler_type, optimizer, training_args.get_warmup_steps(max_steps),
+                              max_steps, scheduler_specific_kwargs=training_args.lr_scheduler_kwargs)  # fmt: skip
+    logging_steps, save_steps = (steps_of(value, max_steps) for value in (training_args.logging_steps,
+                                                                        training_args.save_steps))  # fmt: skip
     fsdp_plugin = accelerator.state.fsdp_plugin if accelerator.distributed_type == DistributedType.FSDP else None
     if fsdp_plugin is not None and fsdp_plugin.transformer_cls_names_to_wrap is None:
         fsdp_plugin.transformer_cls_names_to_wrap = fsdp_units(model)
@@ -299,7 +340,7 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
             train_micro_batch_size_per_gpu=batch_size,
             train_batch_size=global_batch,
             gradient_accumulation_steps=accumulation,
-            gradient_clipping=args.max_grad_norm,
+            gradient_clipping=training_args.max_grad_norm,
         )
     # stepped here once per optimizer step, not through accelerate (which steps a prepared one once per process)
     # (its state is saved in progress.json, not registered with accelerate, which would pickle it)
@@ -308,7 +349,7 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
 
     # resume: from --resume_from_checkpoint latest, the newest checkpoint that can be read
     if checkpoint:
-        if args.resume_from_checkpoint == "latest":
+        if training_args.resume_from_checkpoint == "latest":
             checkpoint, restored = load_latest_checkpoint(accelerator, checkpoints_dir)
         else:
             restored = load_checkpoint(accelerator, checkpoint)
@@ -319,13 +360,12 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
             progress["epoch"], progress["batches_in_epoch"] = positions[accelerator.process_index]
         logger.info("Resumed from %s at step %d.", checkpoint, progress["step"])
 
-    # the held-out images the reconstructions are drawn and measured on (the training images' first without a probe)
-    preview = preview_batch(held_out if held_out is not None else dataset, processor) if method.masked else None
-    monitor = ReconstructionMonitor(config) if method.masked else None
+    # what is measured besides the loss, on held-out images (the training images' first without a probe)
+    monitor = objective.monitor(config, held_out if held_out is not None else dataset, processor)
     logger.info(
         "%s (%s, %.1fM parameters): %d steps of %d images (%d per process x %d accumulation x %d processes), lr %.2e",
-        args.model_type, args.model_config, unwrapped.num_parameters() / 1e6, max_steps, global_batch, batch_size,
-        accumulation, accelerator.num_processes, learning_rate,
+        model_args.model_type, model_args.model_config, unwrapped.num_parameters() / 1e6, max_steps, global_batch,
+        batch_size, accumulation, accelerator.num_processes, learning_rate,
     )  # fmt: skip
 
     # what this process trained on in this run, a check of the sharding: an image count and a crc32 of the first pixel
@@ -338,22 +378,24 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
             skip = progress["batches_in_epoch"]
             produced = False
             for batch in epoch_batches(
-                dataset, collator, batch_size, progress["epoch"], accelerator.process_index,
-                accelerator.num_processes, skip, args.shuffle_buffer_size, args.dataloader_num_workers, on_gpu,
+                dataset, collator, batch_size, progress["epoch"], accelerator.process_index, accelerator.num_processes,
+                skip, data_args.shuffle_buffer_size, training_args.dataloader_num_workers, on_gpu,
             ):  # fmt: skip
                 produced = True
                 batch_index = progress["batches_in_epoch"]
                 progress["batches_in_epoch"] += 1
-                pixels = batch["native_pixels"][:, :1] if args.augment_on_device else batch["pixel_values"][:, :, 0]
+                pixels = (
+                    batch["native_pixels"][:, :1] if data_args.augment_on_device else batch["pixel_values"][:, :, 0]
+                )
                 seen["images"] += len(pixels)
                 seen["pixel_crc32"] = zlib.crc32(pixels.numpy().tobytes(), seen["pixel_crc32"])
                 batch = send_to_device(batch, accelerator.device, non_blocking=True)
-                if args.augment_on_device:
-                    batch = device_views(batch, processor, args.seed, progress["epoch"], batch_index,
-                                         accelerator.process_index, tuple(args.crop_scale))  # fmt: skip
+                if data_args.augment_on_device:
+                    batch = device_views(batch, processor, seed, progress["epoch"], batch_index,
+                                         accelerator.process_index, tuple(data_args.crop_scale))  # fmt: skip
                 yield batch
             if not produced and skip == 0:
-                raise ValueError(f"Process {accelerator.process_index} got no batch from {args.dataset}.")
+                raise ValueError(f"Process {accelerator.process_index} got no batch from {data_args.dataset}.")
             progress["epoch"] += 1
             progress["batches_in_epoch"] = 0
 
@@ -364,12 +406,9 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
     while progress["step"] < max_steps:
         step = progress["step"] + 1
         losses, diverged = [], False
-        method.start_step(unwrapped, step, max_steps)
+        objective.start_step(unwrapped, step, max_steps)
         for micro_batch in range(accumulation):
-            batch = next(stream)
-            if method.masked:
-                batch["noise"] = mask_noise(batch["pixel_values"], config.patch_size, args.seed, step,
-                                            accelerator.process_index, micro_batch)  # fmt: skip
+            batch = objective.inputs(next(stream), config, seed, step, accelerator.process_index, micro_batch)
             # gradients are averaged across processes, and the optimizer steps, on the last micro-batch only; a
             # non-finite loss on any process drops the whole step everywhere (or stops the run)
             with accelerator.accumulate(model):
@@ -378,24 +417,25 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
                     diverged = not finite_everywhere(accelerator, outputs.loss)
                 if not diverged:
                     accelerator.backward(outputs.loss)
-                    if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    if accelerator.sync_gradients and training_args.max_grad_norm > 0:
                         # the norm of the all-reduced gradients, the same on every process
-                        diverged = not is_finite(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
+                        diverged = not is_finite(
+                            accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
+                        )
                     if not diverged:
                         optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             if not diverged:
                 losses.append(outputs.loss.detach())
-                if method.masked:  # each scale's loss and, on the same masks, the visible-mean baseline's
-                    monitor.update(batch, outputs)
+                monitor.update(batch, outputs)
         if diverged:
-            skip_or_stop(args, progress, step, checkpoints_dir)
+            skip_or_stop(training_args.on_nonfinite_loss, progress, step, checkpoints_dir)
         scheduler.step()
-        method.end_step(unwrapped)
+        objective.end_step(unwrapped)
         progress["step"] = step
         bar.update(1)
 
-        if (step % args.logging_steps == 0 or step == max_steps) and losses:
+        if (step % logging_steps == 0 or step == max_steps) and losses:
             loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
             record = {
                 "step": step,
@@ -403,13 +443,12 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
                 "loss": loss,
                 "learning_rate": scheduler.get_last_lr()[0],
             }
-            if method.masked:
-                record |= monitor.summary(lambda tensor: accelerator.reduce(tensor, reduction="mean"))
+            record |= monitor.summary(lambda tensor: accelerator.reduce(tensor, reduction="mean"))
             progress["log_history"].append(record)
             accelerator.log({f"train/{key}": value for key, value in record.items() if key not in ("step", "epoch")},
                             step=step)  # fmt: skip
-            bar.set_postfix(loss=f"{loss:.4f}", **({"ratio": format_ratios(record)} if method.masked else {}))
-        if step % args.save_steps == 0 or step == max_steps:
+            bar.set_postfix(loss=f"{loss:.4f}", **({"ratio": ratios} if (ratios := format_ratios(record)) else {}))
+        if step % save_steps == 0 or step == max_steps:
             # every process's (epoch, batch) place: the parts of a stream can differ in length across processes
             position = torch.tensor([[progress["epoch"], progress["batches_in_epoch"]]], device=accelerator.device)
             progress["process_positions"] = accelerator.gather(position).tolist()
@@ -417,14 +456,13 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
             if not weights_are_finite(accelerator, model):  # never a checkpoint of NaN weights behind `latest`
                 raise TrainingDivergedError(divergence_message(step, "the weights hold NaN or infinite values",
                                                                checkpoints_dir))  # fmt: skip
-            save_checkpoint(accelerator, checkpoints_dir, step, progress, args.save_total_limit)
+            save_checkpoint(accelerator, checkpoints_dir, step, progress, training_args.save_total_limit)
             touch_lock(output_dir)
-            if method.masked:
-                log_reconstruction(accelerator, model, preview, output_dir / "reconstructions" / f"step-{step}.png",
-                                   args.seed, step, progress)  # fmt: skip
+            monitor.at_checkpoint(accelerator, model, output_dir / "reconstructions" / f"step-{step}.png", seed,
+                                  step, progress)  # fmt: skip
         # the last step's probe is the saved model's, below (FSDP leaves no whole model to probe here)
         sharded = accelerator.distributed_type == DistributedType.FSDP
-        if probe is not None and step % args.probe_steps == 0 and step < max_steps and not sharded:
+        if probe is not None and step % training_args.probe_steps == 0 and step < max_steps and not sharded:
             run_probe(probe, unwrapped, progress, step, accelerator)
     bar.close()
     progress["train_seconds"] = time.perf_counter() - started
@@ -434,9 +472,9 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
     per_process = accelerator.gather(torch.tensor([[seen["images"], seen["pixel_crc32"]]], device=accelerator.device))
     progress["processes"] = [{"images": images, "pixel_crc32": crc} for images, crc in per_process.tolist()]
     state_dict = accelerator.get_state_dict(model)  # every process: FSDP gathers the shards
-    if method.masked:
-        log_reconstruction(accelerator, model, preview, output_dir / "reconstruction.png", args.seed, max_steps,
-                           progress)  # fmt: skip
+    # a compiled model's weights are named under torch.compile's wrapper
+    state_dict = {name.removeprefix("_orig_mod."): weight for name, weight in state_dict.items()}
+    monitor.at_checkpoint(accelerator, model, output_dir / "reconstruction.png", seed, max_steps, progress)
     if accelerator.is_main_process:
         # saved from a fresh model: FSDP leaves shards in the trained one and changes its class (save_pretrained would
         # then name torch's FSDP class in config.json and copy its modules as the remote code)
@@ -446,20 +484,21 @@ def pretrain(args: PretrainingArguments, accelerator: Accelerator) -> dict:
             run_probe(probe, trained, progress, max_steps, accelerator)
         trained.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
-        if method.joint_embedding:  # what finetune.py takes: the backbone with a fresh classification head
-            trained.backbone_for_image_classification().save_pretrained(output_dir / "backbone")
-            processor.save_pretrained(output_dir / "backbone")
-            add_remote_pipelines(output_dir / "backbone")
         add_remote_pipelines(output_dir)
+        for folder, exported in objective.exported_models(trained).items():  # e.g. the backbone for finetune.py
+            exported.save_pretrained(output_dir / folder)
+            processor.save_pretrained(output_dir / folder)
+            add_remote_pipelines(output_dir / folder)
         rows = None if streamed else len(dataset)
-        learned = what_it_learned(args, progress, held_out)
+        learned = what_it_learned(data_args, progress, held_out)
         for what, value in learned:
             logger.info("%s: %s", what, value)
         probe = progress["probe_history"][-1] if progress["probe_history"] else None
-        write_card(args, config, output_dir, rows, global_batch, learning_rate, max_steps, learned, probe, held_out)
+        write_card(model_args, data_args, training_args, config, rows, global_batch, learning_rate, max_steps, learned,
+                   probe, held_out)  # fmt: skip
         (output_dir / "trainer_state.json").write_text(json.dumps(progress, indent=1))
-        if args.push_to_hub:
-            push_folder_to_hub(output_dir, args.hub_model_id, commit_message=f"Pretrained {max_steps} steps")
+        if training_args.push_to_hub:
+            push_folder_to_hub(output_dir, training_args.hub_model_id, commit_message=f"Pretrained {max_steps} steps")
     accelerator.wait_for_everyone()  # tearing the process group down while the main process still saves can hang
     return progress
 
@@ -471,10 +510,16 @@ def divergence_message(step: int, what: str, checkpoints_dir: Path) -> str:
     return f"Step {step}: {what}, the run diverged. No model was saved; {where}, or use --on_nonfinite_loss skip."
 
 
-def skip_or_stop(args: PretrainingArguments, progress: dict, step: int, checkpoints_dir: Path) -> None:
+def steps_of(interval: float, max_steps: int) -> int:
+    """A logging or saving interval in steps, from a number of steps or, below 1, a fraction of `max_steps` (as
+    TrainingArguments reads them)."""
+    return max(1, math.ceil(interval * max_steps)) if interval < 1 else int(interval)
+
+
+def skip_or_stop(on_nonfinite_loss: str, progress: dict, step: int, checkpoints_dir: Path) -> None:
     """A step whose loss or gradient norm is NaN or infinite, its update already dropped: with --on_nonfinite_loss
     skip, count it and go on; otherwise stop, saying where the last checkpoint is."""
-    if args.on_nonfinite_loss == "stop":
+    if on_nonfinite_loss == "stop":
         raise TrainingDivergedError(divergence_message(step, "the loss or the gradients are NaN or infinite",
                                                        checkpoints_dir))  # fmt: skip
     progress.setdefault("skipped_steps", []).append(step)
@@ -482,36 +527,36 @@ def skip_or_stop(args: PretrainingArguments, progress: dict, step: int, checkpoi
                    len(progress["skipped_steps"]))  # fmt: skip
 
 
-def held_out_rows(args: PretrainingArguments, dataset_options: dict) -> datasets.Dataset | None:
+def held_out_rows(data_args: DataArguments, dataset_options: dict, seed: int) -> datasets.Dataset | None:
     """The labelled held-out images of the probe and the reconstruction measurements: --probe_dataset's validation
     split (carved from its training patients where it has none, as finetune.py carves it). Built with the training
     data's options when it is the same collection: for the phantom, the validation split of the same draw as the
     training phantoms, which pretraining never sees."""
-    if args.probe_dataset == "none":
+    if data_args.probe_dataset == "none":
         return None
-    same_collection = args.probe_dataset == args.dataset
-    data_dir = args.probe_data_dir or (args.data_dir if same_collection else None)
+    same_collection = data_args.probe_dataset == data_args.dataset
+    data_dir = data_args.probe_data_dir or (data_args.data_dir if same_collection else None)
     options = dict(dataset_options) if same_collection else {}
-    if args.probe_dataset == "synthetic" and args.num_images:
-        options["num_images"] = args.num_images
-    if args.probe_dataset_config != "tiles":  # a tiles config's own options do not apply to the probe's
+    if data_args.probe_dataset == "synthetic" and data_args.num_images:
+        options["num_images"] = data_args.num_images
+    if data_args.probe_dataset_config != "tiles":  # a tiles config's own options do not apply to the probe's
         options = {key: value for key, value in options.items() if key not in TILE_OPTIONS}
-    splits = load_mammography(args.probe_dataset, data_dir, args.probe_dataset_config, cache_dir=args.cache_dir,
-                              **options)  # fmt: skip
-    splits, source = carve_validation(splits, args.probe_label_column, seed=args.seed)
-    logger.info("Held-out images: %d rows of %s (%s).", len(splits["validation"]), args.probe_dataset, source)
+    splits = load_mammography(data_args.probe_dataset, data_dir, data_args.probe_dataset_config,
+                              cache_dir=data_args.cache_dir, **options)  # fmt: skip
+    splits, source = carve_validation(splits, data_args.probe_label_column, seed=seed)
+    logger.info("Held-out images: %d rows of %s (%s).", len(splits["validation"]), data_args.probe_dataset, source)
     return splits["validation"]
 
 
 def representation_probe(
-    args: PretrainingArguments, held_out: datasets.Dataset | None, model, processor
+    label_column: str, seed: int, held_out: datasets.Dataset | None, model, processor
 ) -> RepresentationProbe | None:
-    """The probe of --probe_label_column on the held-out rows, or None (and why) where there is nothing to probe."""
+    """The probe of `label_column` on the held-out rows, or None (and why) where there is nothing to probe."""
     if held_out is None:
         return None
     try:
         feature_extractor(model)
-        return RepresentationProbe(held_out, args.probe_label_column, processor, seed=args.seed)
+        return RepresentationProbe(held_out, label_column, processor, seed=seed)
     except ValueError as error:  # a model without an encoder (the VAE), a held-out set too small to fit a probe
         logger.warning("No representation probe: %s", error)
         return None
@@ -529,12 +574,12 @@ def run_probe(probe: RepresentationProbe, model, progress: dict, step: int, acce
 
 
 def what_it_learned(
-    args: PretrainingArguments, progress: dict, held_out: datasets.Dataset | None
+    data_args: DataArguments, progress: dict, held_out: datasets.Dataset | None
 ) -> list[tuple[str, str]]:
     """(what, value) rows for the final summary and the card: each scale's loss / visible-mean baseline on the
     held-out images and on the last training window, and the probe of the random and of the trained encoder."""
     rows = []
-    where = f"{args.probe_dataset} validation" if held_out is not None else "the first training images"
+    where = f"{data_args.probe_dataset} validation" if held_out is not None else "the first training images"
     if progress["held_out_history"]:
         last = progress["held_out_history"][-1]
         rows.append((f"Reconstruction loss / visible-mean baseline, {where} (step {last['step']})",
@@ -543,7 +588,7 @@ def what_it_learned(
         rows.append(("Reconstruction loss / visible-mean baseline, last training batches",
                      format_ratios(progress["log_history"][-1])))  # fmt: skip
     if progress["probe_history"]:
-        task = f"`{args.probe_label_column}`, {where}"
+        task = f"`{data_args.probe_label_column}`, {where}"
         first, last = progress["probe_history"][0], progress["probe_history"][-1]
         if first["step"] == 0:
             rows.append((f"Probe ({task}), randomly initialised encoder", format_probe(first)))
@@ -553,78 +598,40 @@ def what_it_learned(
     return rows
 
 
-def local_crop_size(config) -> int:
-    """DINO's local crops: 96 px for 224 px global ones, in whole patches for a ViT."""
-    patch = config.patch_size or 1
-    return max(patch, round(config.image_size * 96 / 224 / patch) * patch)
-
-
-def preview_batch(dataset, processor, size: int = 64) -> dict:
-    """The first rows, unaugmented: what the reconstructions are measured on at every checkpoint (the first four are
-    drawn)."""
-    if isinstance(dataset, datasets.IterableDataset):
-        rows = list(dataset.take(size))
-    else:
-        rows = dataset.select(range(min(size, len(dataset))))
-    return PretrainingCollator(processor, augment=False)(list(rows))
-
-
-@torch.no_grad()
-def log_reconstruction(
-    accelerator: Accelerator, model, preview: dict, path: Path, seed: int, step: int, progress: dict
-) -> None:
-    """Measure each scale's loss against the visible-mean baseline on the preview batch (fixed masks), save the
-    reconstruction picture of its first images and hand both to the trackers. Every process runs the forward pass
-    (with FSDP each holds a shard of the weights); the main process draws."""
-    unwrapped = accelerator.unwrap_model(model)
-    model.eval()
-    preview = send_to_device(preview, accelerator.device)
-    outputs = model(**preview, noise=mask_noise(preview["pixel_values"], unwrapped.config.patch_size, seed, step=0))
-    model.train()
-    monitor = ReconstructionMonitor(unwrapped.config)
-    monitor.update(preview, outputs)
-    measured = monitor.summary()
-    if progress["held_out_history"][-1:] and progress["held_out_history"][-1]["step"] == step:
-        progress["held_out_history"].pop()  # measured again at the end of the run
-    progress["held_out_history"].append({"step": step, **measured})
-    accelerator.log({f"held_out/{key}": value for key, value in measured.items()}, step=step)
-    if not accelerator.is_main_process:
-        return
-    save_reconstruction(unwrapped, preview["pixel_values"], outputs, path, preview.get("target_pixel_values"))
-    log_picture(accelerator.trackers, "reconstruction", path, step)
-
-
 def write_card(
-    args: PretrainingArguments, config, output_dir: Path, rows: int | None, global_batch: int, learning_rate: float,
-    steps: int, learned: list[tuple[str, str]], probe: dict | None, held_out: datasets.Dataset | None,
+    model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingTrainingArguments, config,
+    rows: int | None, global_batch: int, learning_rate: float, steps: int, learned: list[tuple[str, str]],
+    probe: dict | None, held_out: datasets.Dataset | None,
 ) -> None:  # fmt: skip
     """The model card: what was trained, on what data, with which recipe, and what it learned (the last probe as
     model-index results)."""
-    method = pretraining_method(args.model_type)
-    data = f"`{args.dataset}`" + (f" (`{args.dataset_config}`)" if args.dataset in BUILDERS else "")
+    method, output_dir = pretraining_method(model_args.model_type), Path(training_args.output_dir)
+    data = f"`{data_args.dataset}`" + (f" (`{data_args.dataset_config}`)" if data_args.dataset in BUILDERS else "")
     data += f": {rows} training images" if rows is not None else ", streamed"
     recipe = {
-        "model": f"{args.model_type} ({args.model_config}, image {config.image_size}, "
+        "model": f"{model_args.model_type} ({model_args.model_config}, image {config.image_size}, "
         f"patch {getattr(config, 'patch_size', None)})",
         "steps": steps, "global batch": global_batch, "learning rate": f"{learning_rate:.3e}",
-        "optimizer": f"AdamW ({args.adam_beta1}, {args.adam_beta2}), weight decay {args.weight_decay}",
-        "schedule": "linear warmup + half-cosine", "seed": args.seed,
-        "augmentation": method.augmentation(args.crop_scale, args.num_local_crops),
+        "optimizer": f"AdamW ({training_args.adam_beta1}, {training_args.adam_beta2}), weight decay "
+                     f"{training_args.weight_decay}",
+        "schedule": f"linear warmup + {training_args.lr_scheduler_type.value}", "seed": training_args.seed,
+        "augmentation": method.learns_from.augmentation(data_args.crop_scale, data_args.num_local_crops),
     }  # fmt: skip
     backbone = getattr(config, "backbone_config", None)
     architecture = method.architecture + (f", {backbone.model_type} backbone" if backbone is not None else "")
     probe_split = "validation" if held_out is not None else "train (first images)"
     results = [
-        {"dataset_name": f"{args.probe_dataset} `{args.probe_label_column}` (encoder probe)",
-         "dataset_type": args.probe_dataset, "dataset_split": probe_split, "metric_type": metric,
+        {"dataset_name": f"{data_args.probe_dataset} `{data_args.probe_label_column}` (encoder probe)",
+         "dataset_type": data_args.probe_dataset, "dataset_split": probe_split, "metric_type": metric,
          "metric_value": probe[metric], "task_type": "image-classification"}
         for metric in ("linear_accuracy", "linear_roc_auc", "knn_accuracy", "knn_roc_auc")
         if probe is not None and metric in probe
     ]  # fmt: skip
     card = render_model_card(
-        args.hub_model_id or output_dir.name, "pretraining", data, recipe, architecture=architecture,
-        method=args.model_type, citations=list(method.citations), learned=learned, results=results,
-        datasets=[Path(args.dataset).name if Path(args.dataset).exists() else args.dataset], **method.card_usage,
+        training_args.hub_model_id or output_dir.name, "pretraining", data, recipe, architecture=architecture,
+        method=model_args.model_type, citations=list(method.citations), learned=learned, results=results,
+        datasets=[Path(data_args.dataset).name if Path(data_args.dataset).exists() else data_args.dataset],
+        **method.card_usage,
     )  # fmt: skip
     card.save(output_dir / "README.md")
 

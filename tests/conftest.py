@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from transformers import ResNetConfig, ViTConfig, ViTMAEConfig
+from tiny_configs import tiny_miram_config
 
 from miram_hf import MiramConfig
 
@@ -53,48 +53,6 @@ def launch_on_two_cpu_processes(
         _, stderr = launcher.communicate()
         pytest.fail(f"`accelerate launch` hung for {timeout} s; where each process was:\n{stderr[-12000:]}")
     assert launcher.returncode == 0, stderr[-4000:]
-
-
-def tiny_vit_config(image_size: int = 32, num_hidden_layers: int = 1) -> ViTConfig:
-    return ViTConfig(image_size=image_size, patch_size=8, num_channels=1, hidden_size=32,
-                     num_hidden_layers=num_hidden_layers, num_attention_heads=2, intermediate_size=64)  # fmt: skip
-
-
-def tiny_vit_mae_config(**overrides) -> ViTMAEConfig:
-    """transformers' ViTMAE small enough for CPU tests: 32x32 one-channel inputs, 8-pixel patches, 2 encoder layers,
-    a 1-layer decoder (MIRAM's tiny config's sizes)."""
-    fields = dict(image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2,
-                  num_attention_heads=4, intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1,
-                  decoder_num_attention_heads=2, decoder_intermediate_size=32)  # fmt: skip
-    return ViTMAEConfig(**{**fields, **overrides})
-
-
-def tiny_resnet_config() -> ResNetConfig:
-    return ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
-
-
-def tiny_miram_config(**overrides) -> MiramConfig:
-    """A MIRAM small enough for CPU tests: 32x32 inputs, 8-pixel patches (4x4 tokens), 2 encoder layers."""
-    fields = dict(
-        image_size=32,
-        patch_size=8,
-        num_channels=3,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        decoder_hidden_size=16,
-        decoder_num_hidden_layers=2,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=32,
-        scales=[1, 2],
-        num_landmarks=8,
-        performer_features=32,
-        linformer_k=16,
-        nystrom_conv_kernel_size=3,
-    )
-    fields.update(overrides)
-    return MiramConfig(**fields)
 
 
 @pytest.fixture

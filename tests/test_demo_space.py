@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_miram_config
 from dicom_factory import cbis_ddsm_dicom
+from tiny_configs import tiny_miram_config
 from transformers import ViTConfig
 
 from miram_hf import MammographyImageProcessor, MiramForImageClassification, MiramForPreTraining

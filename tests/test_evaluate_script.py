@@ -2,7 +2,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from conftest import tiny_miram_config
+from tiny_configs import tiny_miram_config
 
 from miram_hf import MammographyImageProcessor, MiramForImageClassification
 

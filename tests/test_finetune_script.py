@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 import torch
 from cbis_ddsm_factory import standard_cases, write_cbis_ddsm
-from conftest import (
-    launch_on_two_cpu_processes,
-    run_card_code,
-    tiny_miram_config,
-    tiny_resnet_config,
-    tiny_vit_mae_config,
-)
+from conftest import launch_on_two_cpu_processes, run_card_code
 from safetensors.torch import load_file
+from tiny_configs import tiny_miram_config, tiny_resnet_config, tiny_vit_mae_config
 from transformers import (
     AutoModelForImageClassification,
     Dinov2Config,

@@ -10,7 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import WITHOUT_MIRAM_HF, record_hub_commits, tiny_miram_config
+from conftest import WITHOUT_MIRAM_HF, record_hub_commits
+from tiny_configs import tiny_miram_config
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "pretrain.py"
 spec = importlib.util.spec_from_file_location("pretrain_script_for_hub", SCRIPT)

@@ -155,7 +155,7 @@ def test_a_four_dimensional_batch_is_split_into_images():
 
 
 def test_processor_output_feeds_miram_pretraining(tmp_path):
-    from conftest import tiny_miram_config
+    from tiny_configs import tiny_miram_config
 
     from miram_hf import MiramForPreTraining
 

@@ -2,13 +2,10 @@
 
 import pytest
 import torch
+from tiny_configs import tiny_vae_config
 from transformers import AutoModelForImageClassification, AutoModelForPreTraining
 
 from miram_hf import MammoVaeConfig, MammoVaeForImageClassification, MammoVaeForPreTraining
-
-
-def tiny_config(**overrides) -> MammoVaeConfig:
-    return MammoVaeConfig(**{"image_size": [32, 40], "encoder_channels": [4, 4, 2], "latent_size": 16, **overrides})
 
 
 def images(batch: int = 3, seed: int = 0) -> torch.Tensor:
@@ -22,7 +19,7 @@ def trainable(model: torch.nn.Module) -> int:
 def test_the_classifier_has_228_trainable_parameters_for_4_classes_as_in_the_paper():
     # Conv1D over (mu, sigma, z): 3 x 16 x 3 + 16 = 160; dense 16 -> 4: 68. The paper's 640 x 800 model.
     assert trainable(MammoVaeForImageClassification(MammoVaeConfig(num_labels=4))) == 228
-    assert trainable(MammoVaeForImageClassification(tiny_config(num_labels=3))) == 160 + 17 * 3
+    assert trainable(MammoVaeForImageClassification(tiny_vae_config(num_labels=3))) == 160 + 17 * 3
 
 
 def test_the_paper_sized_decoder_has_the_papers_41_million_parameters():
@@ -31,7 +28,7 @@ def test_the_paper_sized_decoder_has_the_papers_41_million_parameters():
 
 
 def test_the_loss_is_reconstruction_plus_kl_plus_the_dense_penalty():
-    model = MammoVaeForPreTraining(tiny_config())
+    model = MammoVaeForPreTraining(tiny_vae_config())
     torch.manual_seed(0)
     outputs = model(images())
     mu, logvar = outputs.mu, outputs.logvar
@@ -48,7 +45,7 @@ def test_the_loss_is_reconstruction_plus_kl_plus_the_dense_penalty():
 
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
     torch.manual_seed(0)
-    model = MammoVaeForPreTraining(tiny_config())
+    model = MammoVaeForPreTraining(tiny_vae_config())
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3)  # the paper's optimizer
     losses = []
     for _ in range(30):
@@ -61,7 +58,7 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
 
 
 def test_the_classifier_reads_a_pretrained_encoder_frozen(tmp_path):
-    pretrained = MammoVaeForPreTraining(tiny_config())
+    pretrained = MammoVaeForPreTraining(tiny_vae_config())
     pretrained.save_pretrained(tmp_path)
     assert type(AutoModelForPreTraining.from_pretrained(tmp_path)) is MammoVaeForPreTraining
     classifier = AutoModelForImageClassification.from_pretrained(tmp_path, num_labels=4)
@@ -85,7 +82,7 @@ def test_sizes_that_do_not_pool_three_times_are_refused():
 
 
 def test_the_loss_with_the_dense_layers_offloaded_to_disk_is_the_in_memory_loss(tmp_path):
-    model = MammoVaeForPreTraining(tiny_config()).eval()
+    model = MammoVaeForPreTraining(tiny_vae_config()).eval()
     model.save_pretrained(tmp_path / "vae")
     offloaded = MammoVaeForPreTraining.from_pretrained(
         tmp_path / "vae", device_map={"encoder": "disk", "decoder": "cpu"}, offload_folder=str(tmp_path / "offload")

@@ -1,14 +1,23 @@
-"""The contract transformers' own models keep, checked on every model class here (tiny configs): tuples with
-`return_dict=False`, `output_loading_info=True`, weights fixed by design still fixed after `from_pretrained`,
-gradient checkpointing claimed only where the backbone has it, input embeddings, gradients reaching every trainable
-parameter, loading and running in bfloat16, each image's logits independent of its batch, and for MIRAM a
-whole-graph compile and the processor's full output accepted."""
+"""The contract transformers' own models keep, checked on every model class here (tests/tiny_configs.py): the same
+outputs after saving and loading through the Auto classes, with the remote code beside the weights; deterministic
+outputs; a fixed slice of outputs against recorded numbers; tuples with `return_dict=False`, `output_loading_info=True`;
+weights fixed by design still fixed after `from_pretrained`; gradient checkpointing claimed only where the backbone has
+it, and then the same gradients; input embeddings; gradients reaching every trainable parameter; loading and running in
+bfloat16; each image's logits independent of its batch; hidden states and attentions counted by layer; and for MIRAM a
+whole-graph compile and the processor's full output accepted. Family tests keep only what is particular to a family."""
 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_miram_config, tiny_resnet_config, tiny_vit_config
-from transformers import AutoModel, Dinov2Config
+from tiny_configs import (
+    tiny_joint_embedding_config,
+    tiny_mil_config,
+    tiny_miram_config,
+    tiny_resnet_config,
+    tiny_roi_config,
+    tiny_vae_config,
+)
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForPreTraining
 
 from miram_hf import (
     ByolConfig,
@@ -26,31 +35,21 @@ from miram_hf import (
     SwavConfig,
     SwavForPreTraining,
 )
-from miram_hf.modeling.mil import MilConfig, MilForImageClassification
-from miram_hf.modeling.roi import RoiAttentionConfig, RoiAttentionForImageClassification
-from miram_hf.modeling.vae import MammoVaeConfig, MammoVaeForImageClassification, MammoVaeForPreTraining
-
-
-def dinov2() -> Dinov2Config:
-    return Dinov2Config(image_size=16, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64)  # fmt: skip
+from miram_hf.modeling.mil import MilForImageClassification
+from miram_hf.modeling.roi import RoiAttentionForImageClassification
+from miram_hf.modeling.vae import MammoVaeForImageClassification, MammoVaeForPreTraining
 
 
 def images(*shape: int) -> torch.Tensor:
     return torch.rand(*shape, generator=torch.Generator().manual_seed(0))
 
 
-HEADS = dict(projection_hidden_size=32, projection_size=16)
 JOINT = {
-    ByolForPreTraining: ByolConfig(backbone_config=tiny_vit_config(16), **HEADS),
-    MocoV3ForPreTraining: MocoV3Config(backbone_config=tiny_vit_config(16), **HEADS),
-    SimclrForPreTraining: SimclrConfig(backbone_config=tiny_resnet_config(), **HEADS),
-    DinoForPreTraining: DinoConfig(
-        backbone_config=tiny_vit_config(16), head_hidden_size=32, head_bottleneck_size=16, head_output_size=64
-    ),  # fmt: skip
-    SwavForPreTraining: SwavConfig(
-        backbone_config=tiny_vit_config(16), num_prototypes=20, freeze_prototypes_steps=0, **HEADS
-    ),
+    ByolForPreTraining: tiny_joint_embedding_config(ByolConfig),
+    MocoV3ForPreTraining: tiny_joint_embedding_config(MocoV3Config),
+    SimclrForPreTraining: tiny_joint_embedding_config(SimclrConfig, tiny_resnet_config()),
+    DinoForPreTraining: tiny_joint_embedding_config(DinoConfig),
+    SwavForPreTraining: tiny_joint_embedding_config(SwavConfig),
 }
 MIRAM = tiny_miram_config(num_channels=1)
 CASES = {  # name: (model class, config, inputs)
@@ -80,17 +79,17 @@ CASES = {  # name: (model class, config, inputs)
     },
     "mil-vit": (
         MilForImageClassification,
-        MilConfig(backbone_config=tiny_vit_config(16), attention_hidden_size=8, tile_size=16, num_labels=2),
+        tiny_mil_config(),
         {"pixel_values": images(2, 3, 1, 16, 16), "labels": torch.tensor([0, 1])},
     ),  # fmt: skip
     "mil-resnet": (
         MilForImageClassification,
-        MilConfig(backbone_config=tiny_resnet_config(), attention_hidden_size=8, tile_size=16, num_labels=2),
+        tiny_mil_config(tiny_resnet_config()),
         {"pixel_values": images(2, 3, 1, 16, 16)},
     ),  # fmt: skip
     "roi": (
         RoiAttentionForImageClassification,
-        RoiAttentionConfig(backbone_config=dinov2(), num_attention_heads=2, num_labels=2),
+        tiny_roi_config(),
         {
             "pixel_values": images(2, 3, 1, 16, 16),
             "anchor_pixel_values": images(2, 1, 16, 16),
@@ -99,12 +98,12 @@ CASES = {  # name: (model class, config, inputs)
     ),  # fmt: skip
     "vae": (
         MammoVaeForPreTraining,
-        MammoVaeConfig(image_size=[32, 40], encoder_channels=[4, 4, 2], latent_size=16),
+        tiny_vae_config(),
         {"pixel_values": images(2, 1, 32, 40)},
     ),  # fmt: skip
     "vae-classifier": (
         MammoVaeForImageClassification,
-        MammoVaeConfig(image_size=[32, 40], encoder_channels=[4, 4, 2], latent_size=16, num_labels=2),
+        tiny_vae_config(num_labels=2),
         {"pixel_values": images(2, 1, 32, 40)},
     ),  # fmt: skip
 }
@@ -117,6 +116,87 @@ def build(name: str):
     if hasattr(model, "start_training_step"):
         model.start_training_step(1, 10)
     return model, inputs
+
+
+def first_tensor(outputs) -> torch.Tensor:
+    return next(value for value in outputs.to_tuple() if torch.is_tensor(value))
+
+
+def seeded_outputs(model, inputs: dict, **options):
+    """Outputs under a fixed seed: the same masks (MIRAM) and samples (VAE) in every call."""
+    with torch.no_grad():
+        torch.manual_seed(0)
+        return model(**inputs, **options)
+
+
+def auto_class(model_class: type) -> type:
+    if model_class.__name__.endswith("ForPreTraining"):
+        return AutoModelForPreTraining
+    if model_class.__name__.endswith("ForImageClassification"):
+        return AutoModelForImageClassification
+    return AutoModel
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_outputs_are_deterministic_and_survive_saving_and_loading_through_the_auto_classes(name, tmp_path):
+    model, inputs = build(name)
+    expected = seeded_outputs(model, inputs)
+    for ours, again in zip(expected.to_tuple(), seeded_outputs(model, inputs).to_tuple(), strict=True):
+        torch.testing.assert_close(again, ours, rtol=0, atol=0)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    auto_map = AutoConfig.from_pretrained(tmp_path).auto_map  # the remote code travels with the weights
+    assert all((tmp_path / f"{reference.split('.')[0]}.py").exists() for reference in auto_map.values())
+    assert type(AutoConfig.from_pretrained(tmp_path)) is type(model.config)
+    loaded = auto_class(type(model)).from_pretrained(tmp_path).eval()
+    assert type(loaded) is type(model)
+    if hasattr(loaded, "start_training_step"):
+        loaded.start_training_step(1, 10)
+    for ours, theirs in zip(expected.to_tuple(), seeded_outputs(loaded, inputs).to_tuple(), strict=True):
+        torch.testing.assert_close(theirs, ours)
+
+
+# `output_slice` of each class's outputs on the inputs above (seed 0), recorded from the code of the commit that added
+# this test: a change that alters them must say why and record new ones.
+RECORDED = {
+    "miram": [-0.724556, 0.92498, 0.907171, 0.434835, 1, 1, 0, 0],
+    "miram-pretraining": [0.662461, 0.651022, 0.6739],
+    "miram-classifier": [1.09863, 0.000155597, 6.02938e-05, -0.000120354, 0.000151335],
+    "ByolForPreTraining": [4.23383, 1.83981e-05, -4.0943e-06, -1.38034e-06, -3.24616e-05],
+    "MocoV3ForPreTraining": [0.553687, 6.60847e-06, -3.85859e-06, -8.72274e-07, 1.25514e-06],
+    "SimclrForPreTraining": [1.07179, 0.000224879, 0.000308101, -0.0002458, 0.000686598],
+    "DinoForPreTraining": [1.96819, 0.0994202, 0.0569019, -0.384652, -0.00276341],
+    "SwavForPreTraining": [3.01053, 0.155755, 0.156714, 0.417219, -0.152914],
+    "mil-vit": [0.694647, 0.0101856, 0.0405694, 0.0117583, 0.0365276],
+    "mil-resnet": [0.00314515, -0.00523653, 0.00312125, -0.00474885],
+    "roi": [-0.00491324, -0.158518, -0.0171633, -0.157185, -0.18798, -1.02306, -1.39381, -0.839138],
+    "vae": [422.875, 422.874],
+    "vae-classifier": [-0.000339074, 0.000925648, -0.000339074, 0.000925647],
+}  # fmt: skip
+
+
+def output_slice(outputs) -> torch.Tensor:
+    """The first four values of each of the first two tensors of `outputs` (e.g. the loss, then the logits)."""
+    tensors = [value for value in outputs.to_tuple() if torch.is_tensor(value)][:2]
+    return torch.cat([tensor.detach().float().flatten()[:4] for tensor in tensors])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_seeded_model_gives_the_recorded_numbers(name):
+    model, inputs = build(name)
+    recorded = torch.tensor(RECORDED[name])
+    torch.testing.assert_close(output_slice(seeded_outputs(model, inputs)), recorded, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["miram", "miram-pretraining", "miram-classifier"])
+def test_hidden_states_and_attentions_come_one_per_layer(name):
+    model, inputs = build(name)
+    outputs = seeded_outputs(model, inputs, output_hidden_states=True, output_attentions=True)
+    layers = model.config.num_hidden_layers
+    assert len(outputs.hidden_states) == layers + 1 and len(outputs.attentions) == layers
+    tokens = outputs.hidden_states[-1].shape[1]
+    assert {attention.shape for attention in outputs.attentions} == {(2, model.config.num_attention_heads, tokens,
+                                                                      tokens)}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -154,11 +234,17 @@ def test_gradient_checkpointing_is_claimed_only_where_it_works(name):
         return
     checkpointed, _ = build(name)  # a twin: forward passes change state (DINO's centre)
     checkpointed.gradient_checkpointing_enable()
-    outputs = []
+    outputs, gradients = [], []
     for each in (model, checkpointed):
         torch.manual_seed(0)
-        outputs.append(each.train()(**inputs).to_tuple()[0])
+        output = first_tensor(each.train()(**inputs))
+        output.float().sum().backward()
+        outputs.append(output)
+        gradients.append({name: weight.grad for name, weight in each.named_parameters() if weight.grad is not None})
     torch.testing.assert_close(outputs[1], outputs[0])
+    assert gradients[1].keys() == gradients[0].keys()
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, atol=1e-6, rtol=1e-4, msg=name)
 
 
 def test_miram_pretraining_compiles_as_one_graph():
@@ -184,10 +270,6 @@ def test_an_encoder_loads_quietly_from_pretraining_weights_and_takes_the_process
     assert "target_pixel_values" in inputs
     assert encoder(**inputs, mask_ratio=0.0).last_hidden_state.shape == (1, 17, 32)
     assert classifier(**inputs).logits.shape == (1, 2)
-
-
-def first_tensor(outputs) -> torch.Tensor:
-    return next(value for value in outputs.to_tuple() if torch.is_tensor(value))
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -9,10 +9,16 @@ import textwrap
 
 import pytest
 import torch
-from conftest import WITHOUT_MIRAM_HF, tiny_miram_config, tiny_resnet_config, tiny_vit_config
+from conftest import WITHOUT_MIRAM_HF
 from safetensors.torch import save_file
+from tiny_configs import (
+    JOINT_EMBEDDING_HEADS,
+    tiny_joint_embedding_config,
+    tiny_miram_config,
+    tiny_resnet_config,
+    tiny_vit_config,
+)
 from transformers import (
-    AutoConfig,
     AutoModelForPreTraining,
     ResNetForImageClassification,
     Trainer,
@@ -39,19 +45,12 @@ def tiny_vit() -> ViTConfig:
 
 
 BACKBONES = {"vit": tiny_vit, "resnet": tiny_resnet_config}
-TINY_HEADS = {
-    SimclrConfig: dict(projection_hidden_size=32, projection_size=16),
-    ByolConfig: dict(projection_hidden_size=32, projection_size=16),
-    MocoV3Config: dict(projection_hidden_size=32, projection_size=16),
-    DinoConfig: dict(head_hidden_size=32, head_bottleneck_size=16, head_output_size=64),
-    SwavConfig: dict(projection_hidden_size=32, projection_size=16, num_prototypes=20, freeze_prototypes_steps=0),
-}
-METHODS = list(TINY_HEADS)
+METHODS = list(JOINT_EMBEDDING_HEADS)
 MULTI_CROP = (DinoConfig, SwavConfig)
 
 
 def tiny_model(config_class, backbone: str = "vit", **overrides):
-    config = config_class(backbone_config=BACKBONES[backbone](), **{**TINY_HEADS[config_class], **overrides})
+    config = tiny_joint_embedding_config(config_class, BACKBONES[backbone](), **overrides)
     return AutoModelForPreTraining.from_config(config)
 
 
@@ -98,22 +97,6 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(config_class):
         model.update_teachers()
         losses.append(loss.item())
     assert sum(losses[-3:]) < 0.7 * sum(losses[:3]), losses
-
-
-@pytest.mark.parametrize("config_class", METHODS, ids=lambda c: c.model_type)
-def test_save_and_load_through_the_auto_classes(config_class, tmp_path):
-    model = tiny_model(config_class).eval()
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "joint_embedding.py").exists()
-    config = AutoConfig.from_pretrained(tmp_path)
-    assert type(config) is config_class and config.backbone_config.hidden_size == 32
-    loaded = AutoModelForPreTraining.from_pretrained(tmp_path).eval()
-    assert type(loaded) is type(model)
-    inputs = views(config_class)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(**inputs).loss, model(**inputs).loss)
-    # the teachers stay out of the optimizer and of DDP's gradient reduction after loading, too
-    assert not [name for name, p in loaded.named_parameters() if name.startswith("teacher") and p.requires_grad]
 
 
 def test_teacher_starts_as_the_student_and_follows_it_along_the_cosine_momentum():
@@ -206,7 +189,7 @@ def test_swav_queue_joins_the_sinkhorn_batch_once_filled():
     [(tiny_vit(), ViTForImageClassification), (tiny_resnet_config(), ResNetForImageClassification)],
 )
 def test_the_backbone_exports_as_a_ready_image_classifier(backbone_config, classifier_class, tmp_path):
-    model = ByolForPreTraining(ByolConfig(backbone_config=backbone_config, **TINY_HEADS[ByolConfig]))
+    model = ByolForPreTraining(tiny_joint_embedding_config(ByolConfig, backbone_config))
     classifier = model.backbone_for_image_classification(num_labels=3, id2label={0: "a", 1: "b", 2: "c"})
     assert type(classifier) is classifier_class and classifier.config.num_labels == 3
     for key, value in model.backbone.state_dict().items():
@@ -217,7 +200,7 @@ def test_the_backbone_exports_as_a_ready_image_classifier(backbone_config, class
 
 
 def test_dino_exports_its_teacher_and_takes_a_miram_backbone():
-    config = DinoConfig(backbone_config=tiny_miram_config(num_channels=1).to_dict(), **TINY_HEADS[DinoConfig])
+    config = tiny_joint_embedding_config(DinoConfig, tiny_miram_config(num_channels=1).to_dict())
     model = DinoForPreTraining(config)
     assert type(model.backbone).__name__ == "MiramModel"
     with torch.no_grad():

@@ -3,12 +3,10 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_miram_config
+from tiny_configs import tiny_miram_config
 from transformers import (
-    AutoConfig,
     AutoModel,
     AutoModelForImageClassification,
-    AutoModelForPreTraining,
     ViTMAEConfig,
     ViTMAEForPreTraining,
 )
@@ -472,29 +470,18 @@ def test_classifier_from_pretraining_checkpoint_keeps_the_encoder(tmp_path):
 # ------------------------------------------------------------------------------------------------ save / load / Auto
 
 
-def test_save_and_load_through_auto_classes(tmp_path):
+def test_a_linear_attention_decoder_saves_its_code_and_the_encoder_loads_alone(tmp_path):
     config = tiny_miram_config(decoder_attention=["sdpa", "nystromformer"])
     model = MiramForPreTraining(config).eval()
     model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").exists()
-    assert {"configuration_miram.py", "modeling_miram.py", "linear_attention_miram.py"} <= {
-        p.name for p in tmp_path.iterdir()
-    }
-    pixel_values, targets = random_batch(config)
+    assert "linear_attention_miram.py" in {path.name for path in tmp_path.iterdir()}
+    pixel_values, _ = random_batch(config)
     noise = torch.rand(2, 16)
-    expected = model(pixel_values, target_pixel_values=targets, noise=noise)
-
-    assert isinstance(AutoConfig.from_pretrained(tmp_path), MiramConfig)
-    reloaded = AutoModelForPreTraining.from_pretrained(tmp_path).eval()
-    assert type(reloaded) is MiramForPreTraining
-    torch.testing.assert_close(reloaded(pixel_values, target_pixel_values=targets, noise=noise).loss, expected.loss)
     encoder = AutoModel.from_pretrained(tmp_path).eval()
-    assert type(encoder) is MiramModel
     torch.testing.assert_close(
         encoder(pixel_values, noise=noise).last_hidden_state, model.miram(pixel_values, noise=noise).last_hidden_state
     )
-    classifier = AutoModelForImageClassification.from_pretrained(tmp_path, num_labels=2)
-    assert type(classifier) is MiramForImageClassification
+    assert type(AutoModelForImageClassification.from_pretrained(tmp_path, num_labels=2)) is MiramForImageClassification
 
 
 def test_fresh_model_has_sincos_tables_and_random_tokens():

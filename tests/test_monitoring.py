@@ -5,7 +5,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_miram_config, tiny_resnet_config, tiny_vit_mae_config
+from tiny_configs import tiny_miram_config, tiny_resnet_config, tiny_vit_mae_config
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from miram_hf import (

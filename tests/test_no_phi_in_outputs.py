@@ -9,8 +9,8 @@ from pathlib import Path
 
 import datasets
 from cbis_ddsm_factory import standard_cases, write_cbis_ddsm
-from conftest import tiny_miram_config
 from dicom_factory import PHI
+from tiny_configs import tiny_miram_config
 
 ROOT = Path(__file__).parents[1]
 IDENTIFYING = [PHI[key] for key in ("PatientName", "PatientBirthDate", "InstitutionName", "AccessionNumber")]

@@ -8,9 +8,10 @@ import textwrap
 
 import pytest
 import torch
-from conftest import WITHOUT_MIRAM_HF, tiny_miram_config
+from conftest import WITHOUT_MIRAM_HF
 from dicom_factory import breast_image, cbis_ddsm_dicom
 from safetensors.torch import save_file
+from tiny_configs import tiny_miram_config
 from transformers import ViTConfig, ViTForImageClassification, pipeline
 
 from miram_hf import (

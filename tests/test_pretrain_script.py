@@ -14,19 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from conftest import (
-    launch_on_two_cpu_processes,
-    run_card_code,
-    tiny_miram_config,
-    tiny_resnet_config,
-    tiny_vit_mae_config,
-)
+from conftest import launch_on_two_cpu_processes, run_card_code
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tiny_configs import tiny_miram_config, tiny_resnet_config, tiny_vit_mae_config
 from transformers import (
     AutoConfig,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
+    TrainingArguments,
     ViTConfig,
     ViTMAEForPreTraining,
 )
@@ -209,9 +205,9 @@ def test_resuming_from_someone_elses_checkpoint_runs_none_of_its_code(crafted_fi
 def test_a_diverging_run_stops_or_skips_and_never_saves_nan_weights(policy, straight_run, tmp_path):
     root, _ = straight_run
     output = tmp_path / "diverged"
-    # lr 1e3: the first update blows the weights up, the second step's loss is NaN
-    run = arguments(root / "config", output, root / "cache", "--learning_rate", "1e3", "--save_steps", "1",
-                    "--on_nonfinite_loss", policy)  # fmt: skip
+    # lr 1e3 without warmup: the first update blows the weights up, the second step's loss is NaN
+    run = arguments(root / "config", output, root / "cache", "--learning_rate", "1e3", "--warmup_steps", "0",
+                    "--save_steps", "1", "--on_nonfinite_loss", policy)  # fmt: skip
     if policy == "stop":
         with pytest.raises(pretrain.TrainingDivergedError, match="Step 2: the loss or the gradients are NaN"):
             pretrain.main(run)
@@ -321,20 +317,37 @@ def test_mae_pretrains_as_transformers_vit_mae(tmp_path, monkeypatch):
 
 def test_gradient_checkpointing_trains_as_the_plain_run(straight_run):
     root, straight = straight_run
-    state = pretrain.main(arguments(root / "config", root / "checkpointed", root / "cache", "--gradient_checkpointing"))
+    flags = ["--activation_checkpointing", "true"]
+    state = pretrain.main(arguments(root / "config", root / "checkpointed", root / "cache", *flags))
     assert_same_weights(root / "checkpointed", root / "straight", atol=1e-6)
     assert [record["loss"] for record in state["log_history"]] == pytest.approx(
         [record["loss"] for record in straight["log_history"]], rel=1e-5
     )
 
 
-def test_mixed_precision_auto_is_bf16_on_a_gpu_and_accelerates_own_setting_elsewhere(monkeypatch):
-    assert pretrain.resolved_mixed_precision("fp16") == "fp16" and pretrain.resolved_mixed_precision("no") == "no"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert pretrain.resolved_mixed_precision("auto") is None
+def test_mixed_precision_is_bf16_on_a_gpu_unless_the_flags_or_accelerate_say_otherwise(monkeypatch):
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    precision = lambda *flags: pretrain.parse_arguments(list(flags))[2].mixed_precision  # noqa: E731
+    assert precision() == "no" and precision("--bf16", "true", "--use_cpu", "true") == "bf16"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # accelerate launch's setting
+    assert precision() == "fp16"
+    # on a GPU (faked: TrainingArguments itself would set the device up), what nothing chose becomes bf16
+    assert pretrain.gpu_precision("no") == "no"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert pretrain.resolved_mixed_precision("auto") == "bf16"
+    assert pretrain.gpu_precision("no") == "bf16" and pretrain.gpu_precision("fp16") == "fp16"
+
+
+def test_training_arguments_reuse_transformers_and_refuse_what_the_loop_does_not_implement():
+    model_args, _, training_args = pretrain.parse_arguments(["--warmup_steps", "0.25", "--logging_steps", "0.5"])
+    assert isinstance(training_args, TrainingArguments) and model_args.model_config == "vit-demo"
+    assert training_args.get_warmup_steps(10) == 3 and pretrain.steps_of(training_args.logging_steps, 10) == 5
+    assert (training_args.weight_decay, training_args.adam_beta2, training_args.adam_epsilon) == (0.05, 0.95, 1e-8)
+    help_text = pretrain.PretrainingTrainingArguments.__dataclass_fields__["learning_rate"].metadata["help"]
+    assert help_text.startswith("The initial learning rate") and "base_learning_rate" in help_text
+    for flags in (["--eval_strategy", "steps"], ["--optim", "sgd"], ["--label_smoothing_factor", "0.1"]):
+        with pytest.raises(ValueError, match=f"{flags[0]} is a TrainingArguments option that pretrain.py does not"):
+            pretrain.parse_arguments(flags)
 
 
 def parquet_shards(folder: Path, num_images: int, rows_per_shard: int, *extra: str) -> Path:
@@ -565,14 +578,19 @@ def test_byol_pretrains_on_tiled_patches_of_a_chosen_size(tmp_path):
     assert "`tiles`" in (tmp_path / "out" / "README.md").read_text()
 
 
-def test_a_compiled_run_trains_as_the_eager_one_and_resumes(straight_run):
+def test_a_compiled_run_trains_as_the_eager_one_and_resumes(straight_run, monkeypatch):
     root, straight = straight_run
     compiled = ["--torch_compile", "true", "--torch_compile_backend", "eager"]  # dynamo's tracing, no C++ build
+    compile_calls = []
+    compile_model = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **options: compile_calls.append(options) or compile_model(
+        model, **options))  # fmt: skip
 
     def run(output_dir: Path, *extra: str) -> dict:
         return pretrain.main(arguments(root / "config", output_dir, root / "cache", *compiled, *extra))
 
     state = run(root / "compiled")
+    assert [options["backend"] for options in compile_calls] == ["eager"]  # compiled, not run eagerly
     assert_same_weights(root / "compiled", root / "straight")
     assert state["log_history"] == straight["log_history"]
     assert not any("_orig_mod" in key for key in load_file(root / "compiled" / "model.safetensors"))
@@ -627,6 +645,8 @@ def test_views_made_on_the_device_from_raw_pixels_train_and_resume_exactly_with_
         (["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
         (["--streaming"], "A streamed dataset has no length"),
         (["--on_nonfinite_loss", "retry"], "--on_nonfinite_loss is stop or skip"),
+        (["--model_type", "jepa"], "Unknown model_type 'jepa'"),
+        (["--lr_scheduler_type", "reduce_lr_on_plateau", "--eval_strategy", "epoch"], "--eval_strategy is a"),
     ],
 )
 def test_contradicting_flags_are_refused_as_they_are_parsed(flags, message, tmp_path):

@@ -2,12 +2,12 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_vit_mae_config
+from tiny_configs import tiny_vit_mae_config
 from transformers import AutoConfig, AutoModelForPreTraining, ViTMAEConfig, ViTMAEForPreTraining
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEEmbeddings
 
 from miram_hf import MammographyImageProcessor, MiramConfig
-from miram_hf.training.methods import METHODS, citations_for, pretraining_method
+from miram_hf.training.methods import METHODS, MaskedPatches, Views, WholeImages, citations_for, pretraining_method
 from miram_hf.training.presets import initialize_vit_mae, pretraining_config
 from miram_hf.training.pretraining import PretrainingCollator, epoch_batches, mask_noise, pretraining_dataset
 from miram_hf.training.views import MultiViewCollator
@@ -140,14 +140,39 @@ def test_views_are_seeded_mammogram_augmentations_of_the_processed_image():
         MultiViewCollator(processor, num_local=2)
 
 
+def test_each_objective_gives_its_views_inputs_and_exports():
+    processor = MammographyImageProcessor(size={"height": 32, "width": 32}, do_breast_crop=False, do_flip=False,
+                                          keep_aspect_ratio=False)  # fmt: skip
+    rows = [{"image": np.random.default_rng(i).integers(0, 4096, (50, 40), dtype=np.uint16)} for i in range(4)]
+    config = pretraining_config("miram", "vit-tiny", image_size=32, patch_size=8)
+    masked = MaskedPatches().collator(processor, config, 0, [0.2, 1.0], 6)(rows)
+    assert not torch.equal(masked["pixel_values"], WholeImages().collator(processor, config, 0, [0.2, 1.0], 6)(rows)
+                            ["pixel_values"])  # fmt: skip
+    inputs = MaskedPatches().inputs(dict(masked), config, 0, step=3, process=1, micro_batch=2)
+    torch.testing.assert_close(inputs["noise"], mask_noise(masked["pixel_values"], 8, 0, 3, 1, 2))
+    assert "noise" not in Views().inputs(dict(masked), config, 0, 3, 1, 2)
+    dino = AutoConfig.for_model("dino", backbone_config=tiny_vit_mae_config(image_size=224, patch_size=16),
+                                image_size=224)  # fmt: skip
+    views = Views(multi_crop=True).collator(processor, dino, 0, [0.4, 1.0], 2)(rows)
+    assert views["local_pixel_values"].shape[1:3] == (2, 1) and views["local_pixel_values"].shape[-1] == 96
+    assert "local_pixel_values" not in Views().collator(processor, dino, 0, [0.4, 1.0], 2)(rows)
+    assert MaskedPatches().exported_models(None) == {} and Views().augmentation([0.4, 1.0], 2).startswith("2 views")
+
+
 def test_every_method_is_one_record_with_registered_models_a_card_and_citations():
     for name, method in METHODS.items():
         config = AutoConfig.for_model(method.model_type)  # registered with the Auto classes
         assert type(AutoModelForPreTraining.from_config(config)).__name__.endswith("ForPreTraining"), name
         assert method.citations and method.architecture and pretraining_method(name) is method
-        assert [method.masked, method.joint_embedding, method.learns_from == "whole images"].count(True) == 1, name
-        assert not method.multi_crop or method.joint_embedding, name
-    assert sorted(name for name, method in METHODS.items() if method.multi_crop) == ["dino", "swav"]
+        assert type(method.learns_from) in (MaskedPatches, Views, WholeImages), name
+    learn_from = {type(method.learns_from).__name__: [] for method in METHODS.values()}
+    for name, method in METHODS.items():
+        learn_from[type(method.learns_from).__name__].append(name)
+    assert learn_from == {"MaskedPatches": ["miram", "mae"], "Views": ["byol", "dino", "mocov3", "simclr", "swav"],
+                          "WholeImages": ["vae"]}  # fmt: skip
+    assert sorted(name for name, method in METHODS.items() if getattr(method.learns_from, "multi_crop", False)) == [
+        "dino", "swav"
+    ]  # fmt: skip
     assert citations_for("mammo_vae") == list(METHODS["vae"].citations) and citations_for("vit") == []
     with pytest.raises(ValueError, match="Unknown model_type 'jepa'; choose one of"):
         pretraining_method("jepa")

@@ -6,8 +6,9 @@ import sys
 import textwrap
 
 import torch
-from conftest import WITHOUT_MIRAM_HF, tiny_miram_config
+from conftest import WITHOUT_MIRAM_HF
 from safetensors.torch import save_file
+from tiny_configs import tiny_miram_config
 
 from miram_hf import MammographyImageProcessor, MiramForPreTraining
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_configs import tiny_roi_config
 from transformers import AutoModelForImageClassification, Dinov2Config
 
 from miram_hf import MammographyImageProcessor, RoiAttentionConfig, RoiAttentionForImageClassification
@@ -21,11 +22,7 @@ from miram_hf.training.regions import (
 
 
 def tiny_roi(pooling: str = "anchor", **overrides) -> RoiAttentionForImageClassification:
-    backbone = Dinov2Config(image_size=16, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=1,
-                            num_attention_heads=2, intermediate_size=64)  # fmt: skip
-    config = RoiAttentionConfig(backbone_config=backbone, num_attention_heads=2, pooling=pooling, num_labels=2,
-                                **overrides)  # fmt: skip
-    return RoiAttentionForImageClassification(config).eval()
+    return RoiAttentionForImageClassification(tiny_roi_config(pooling=pooling, **overrides)).eval()
 
 
 def batch(regions=(3, 2), seed: int = 0) -> dict:

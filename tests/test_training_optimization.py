@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import tiny_miram_config
+from tiny_configs import tiny_miram_config
 from transformers import ViTConfig, ViTForImageClassification
 
 from miram_hf import MiramForImageClassification, MiramForPreTraining

@@ -1,6 +1,6 @@
 import torch
-from conftest import tiny_miram_config
 from PIL import Image
+from tiny_configs import tiny_miram_config
 
 from miram_hf import MiramForPreTraining
 from miram_hf.visualization import save_reconstruction

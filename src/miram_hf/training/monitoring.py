@@ -1,11 +1,14 @@
 """Whether pretraining learned anything: each reconstruction scale's loss against a trivial predictor on the same
 masks, and a probe of the encoder's features on a labelled held-out set against the randomly initialised encoder."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils import send_to_device
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
@@ -17,6 +20,8 @@ from transformers import PretrainedConfig, PreTrainedModel
 from ..metrics import Accuracy, RocAuc
 from ..modeling.miram.modeling_miram import MiramForPreTraining, duplicate_tokens, patch_targets
 from ..processing import MammographyImageProcessor
+from ..visualization import save_reconstruction
+from .pretraining import PretrainingCollator, mask_noise
 
 
 @torch.no_grad()
@@ -54,13 +59,29 @@ def scale_losses(outputs) -> torch.Tensor:
     return losses if losses is not None else outputs.loss.reshape(1)
 
 
-class ReconstructionMonitor:
+class TrainingMonitor:
+    """What the pretraining loop measures besides the loss, fed each micro-batch's outputs, summarised at each log
+    step and run at each checkpoint: nothing, for a method without a measure of its own."""
+
+    def update(self, batch: dict, outputs) -> None:
+        """After a micro-batch's forward pass."""
+
+    def summary(self, reduce: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor) -> dict[str, float]:
+        """At a log step: what to log with the loss, each value averaged by `reduce` (e.g. across processes)."""
+        return {}
+
+    def at_checkpoint(self, accelerator: Accelerator, model, path: Path, seed: int, step: int, progress: dict) -> None:
+        """At a checkpoint and at the end: measurements on held-out images, and their picture at `path`."""
+
+
+class ReconstructionMonitor(TrainingMonitor):
     """Each scale's masked-patch loss next to the visible-mean baseline's (`visible_mean_losses`) on the same masks,
     averaged over the micro-batches since the last `summary()`: the ratio tells whether the decoder learned more than
-    each image's brightness (near 1: nothing)."""
+    each image's brightness (near 1: nothing). With a `preview` batch (`preview_batch`), each checkpoint measures the
+    same on it with fixed masks and draws its reconstructions."""
 
-    def __init__(self, config: PretrainedConfig):
-        self.config = config
+    def __init__(self, config: PretrainedConfig, preview: dict | None = None):
+        self.config, self.preview = config, preview
         self.scales = getattr(config, "scales", None) or [1]
         self.losses, self.baselines = [], []
 
@@ -79,6 +100,42 @@ class ReconstructionMonitor:
             results |= {f"loss_scale_{scale}": loss, f"baseline_scale_{scale}": baseline,
                         f"ratio_scale_{scale}": loss / baseline if baseline > 0 else float("nan")}  # fmt: skip
         return results
+
+    @torch.no_grad()
+    def at_checkpoint(self, accelerator: Accelerator, model, path: Path, seed: int, step: int, progress: dict) -> None:
+        """Measure each scale's loss against the visible-mean baseline on the preview batch (masks drawn from `seed`
+        alone), add it to `progress["held_out_history"]` and the trackers, and save the reconstructions of its first
+        images at `path`. Every process runs the forward pass (with FSDP each holds a shard of the weights); the main
+        process draws."""
+        if self.preview is None:
+            return
+        unwrapped = accelerator.unwrap_model(model)
+        model.eval()
+        preview = send_to_device(self.preview, accelerator.device)
+        outputs = model(**preview, noise=mask_noise(preview["pixel_values"], self.config.patch_size, seed, step=0))
+        model.train()
+        measuring = ReconstructionMonitor(self.config)
+        measuring.update(preview, outputs)
+        measured = measuring.summary()
+        history = progress["held_out_history"]
+        if history[-1:] and history[-1]["step"] == step:
+            history.pop()  # measured again at the end of the run
+        history.append({"step": step, **measured})
+        accelerator.log({f"held_out/{key}": value for key, value in measured.items()}, step=step)
+        if accelerator.is_main_process:
+            save_reconstruction(unwrapped, preview["pixel_values"], outputs, path, preview.get("target_pixel_values"))
+            log_picture(accelerator.trackers, "reconstruction", path, step)
+
+
+def preview_batch(rows: datasets.Dataset | datasets.IterableDataset, processor: MammographyImageProcessor,
+                  size: int = 64) -> dict:  # fmt: skip
+    """The first `size` rows, unaugmented: what the reconstructions are measured on at every checkpoint (the first
+    four are drawn)."""
+    if isinstance(rows, datasets.IterableDataset):
+        rows = list(rows.take(size))
+    else:
+        rows = rows.select(range(min(size, len(rows))))
+    return PretrainingCollator(processor, augment=False)(list(rows))
 
 
 def format_ratios(results: dict[str, float]) -> str:
@@ -194,10 +251,12 @@ def log_picture(trackers: list, name: str, path: str | Path, step: int) -> None:
 __all__ = [
     "ReconstructionMonitor",
     "RepresentationProbe",
+    "TrainingMonitor",
     "feature_extractor",
     "format_probe",
     "format_ratios",
     "log_picture",
+    "preview_batch",
     "scale_losses",
     "visible_mean_losses",
 ]

@@ -34,7 +34,6 @@ from transformers import (
     HfArgumentParser,
     PretrainedConfig,
     Trainer,
-    TrainingArguments,
     set_seed,
 )
 
@@ -44,6 +43,7 @@ from miram_hf.data import finetuning_splits, load_mammography, parse_dataset_opt
 from miram_hf.metrics import classification_metrics
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
 from miram_hf.training import parameter_groups
+from miram_hf.training.arguments import FinetuningArguments
 from miram_hf.training.checkpointing import run_lock
 from miram_hf.training.classification import (
     carries_label,
@@ -65,22 +65,13 @@ logger = logging.getLogger("finetune")
 
 
 @dataclass
-class FinetuneArguments:
+class ModelArguments:
     model_name_or_path: str = field(
         metadata={"help": "a pretrained checkpoint folder or Hub id, or a preset (vit-base, resnet-50, ...) to train "
                   "from random weights (the papers' supervised baselines)"}
     )  # fmt: skip
-    dataset: str = field(default="synthetic")
-    data_dir: str | None = field(default=None)
-    dataset_config: str = field(default="lesions")
-    label_column: str = field(default="label_pathology", metadata={"help": "or label_mass_margins (multi-label)"})
     image_size: int | None = field(default=None, metadata={"help": "defaults to the model's image_size"})
-    layer_decay: float | None = field(default=0.75)
     drop_path_rate: float = field(default=0.1)
-    class_weighting: bool = field(default=True)
-    early_stopping_patience: int | None = field(default=5)
-    num_images: int | None = field(default=None, metadata={"help": "synthetic only"})
-    dataset_options: str | None = field(default=None, metadata={"help": "the config's fields, key=value,key=value"})
     mil_pooling: str | None = field(
         default=None, metadata={"help": "classify bags of tiles: gap, gated_attention or self_attention"}
     )
@@ -89,25 +80,39 @@ class FinetuneArguments:
         default=None,
         metadata={"help": "classify regions with RoI attention (a DINOv2 checkpoint): anchor, attention, mean or cls"},
     )
-    frozen_backbone_epochs: float = field(default=0, metadata={"help": "first train the head alone this long"})
-    frozen_backbone_learning_rate: float | None = field(
-        default=None, metadata={"help": "the head-alone stage's learning rate (default: learning_rate)"}
-    )
-    linear_evaluation: bool = field(default=False, metadata={"help": "train the head alone, the encoder frozen"})
     lora_r: int = field(default=0, metadata={"help": "LoRA adapters of this rank on the encoder (PEFT); 0: off"})
     lora_alpha: float = field(default=16, metadata={"help": "LoRA's scale numerator (the update is alpha / r)"})
     lora_dropout: float = field(default=0.0)
     lora_target_modules: str | None = field(
         default=None, metadata={"help": "comma-separated layer names to adapt (default: the attention's q and v)"}
     )
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(default="synthetic")
+    data_dir: str | None = field(default=None)
+    dataset_config: str = field(default="lesions")
+    label_column: str = field(default="label_pathology", metadata={"help": "or label_mass_margins (multi-label)"})
+    num_images: int | None = field(default=None, metadata={"help": "synthetic only"})
+    dataset_options: str | None = field(default=None, metadata={"help": "the config's fields, key=value,key=value"})
     validation_fraction: float = field(
         default=0.1,
         metadata={"help": "for a collection without a validation split: the share of training patients carved into one "
                   "(stratified, seeded by --seed); the test split never chooses a checkpoint"},
     )  # fmt: skip
     num_folds: int | None = field(default=None, metadata={"help": "k-fold cross-validation over the patients"})
-    view: str | None = field(default=None, metadata={"help": "only the images of this view (CC or MLO)"})
     fold: int = field(default=0, metadata={"help": "with num_folds: the fold to test on (the next one validates)"})
+    view: str | None = field(default=None, metadata={"help": "only the images of this view (CC or MLO)"})
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, FinetuningArguments]:
+    """The three groups of arguments, with the checks that span them made before any data or model is loaded."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, FinetuningArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if model_args.lora_r and (training_args.linear_evaluation or training_args.frozen_backbone_epochs):
+        raise ValueError("--lora_r adapts the encoder: drop --linear_evaluation and --frozen_backbone_epochs.")
+    return model_args, data_args, training_args
 
 
 class WeightedTrainer(Trainer):
@@ -174,8 +179,9 @@ def classifier_architecture(config: PretrainedConfig) -> str:
 
 
 def write_card(
-    args: FinetuneArguments,
-    training_args: TrainingArguments,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: FinetuningArguments,
     model_config: PretrainedConfig,
     evaluation: dict,
     data_splits: dict,
@@ -185,7 +191,7 @@ def write_card(
     """README.md next to the weights: the data and where its validation split comes from, the recipe, the validation
     metrics as model-index and how to load it."""
     results = [
-        {"dataset_name": args.dataset, "dataset_type": args.dataset, "dataset_split": "validation",
+        {"dataset_name": data_args.dataset, "dataset_type": data_args.dataset, "dataset_split": "validation",
          "metric_type": key.removeprefix("eval_"), "metric_value": float(value)}
         for key, value in evaluation.items()
         if key.removeprefix("eval_") in ("accuracy", "roc_auc", "average_precision", "f1")
@@ -200,17 +206,19 @@ def write_card(
     card = render_model_card(
         training_args.hub_model_id or Path(training_args.output_dir).name,
         "image-classification",
-        f"{args.dataset} `{args.dataset_config}`, column `{args.label_column}`: {data_splits['rows']['train']} "
-        f"training rows; {data_splits['rows']['validation']} validation rows ({data_splits['validation']}), on which "
-        "the checkpoint was chosen and the results below are measured. The test split was not used.",
+        f"{data_args.dataset} `{data_args.dataset_config}`, column `{data_args.label_column}`: "
+        f"{data_splits['rows']['train']} training rows; {data_splits['rows']['validation']} validation rows "
+        f"({data_splits['validation']}), on which the checkpoint was chosen and the results below are measured. "
+        "The test split was not used.",
         {"epochs": training_args.num_train_epochs, "max steps": training_args.max_steps,
          "learning rate": training_args.learning_rate, "layer decay": layer_decay,
-         "drop path": args.drop_path_rate if has_drop_path else None, "class weighting": args.class_weighting,
-         "MIL pooling": args.mil_pooling, "RoI pooling": args.roi_pooling,
-         "linear evaluation": args.linear_evaluation, "frozen-backbone epochs": args.frozen_backbone_epochs},
+         "drop path": model_args.drop_path_rate if has_drop_path else None,
+         "class weighting": training_args.class_weighting, "MIL pooling": model_args.mil_pooling,
+         "RoI pooling": model_args.roi_pooling, "linear evaluation": training_args.linear_evaluation,
+         "frozen-backbone epochs": training_args.frozen_backbone_epochs},
         results=results,
-        base_model=args.model_name_or_path,
-        datasets=[args.dataset],
+        base_model=model_args.model_name_or_path,
+        datasets=[data_args.dataset],
         architecture=classifier_architecture(model_config),
         method=model_config.model_type,
         citations=citations_for(model_config.model_type),
@@ -221,43 +229,33 @@ def write_card(
     card.save(Path(training_args.output_dir) / "README.md")
 
 
-def check_arguments(args: FinetuneArguments, training_args: TrainingArguments) -> None:
-    """Flags that contradict each other, refused before any data or model is loaded."""
-    if training_args.push_to_hub and not training_args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/miram-vitb-cbis-pathology).")
-    if args.linear_evaluation and args.frozen_backbone_epochs:
-        raise ValueError("--linear_evaluation keeps the encoder frozen throughout: drop --frozen_backbone_epochs.")
-    if args.lora_r and (args.linear_evaluation or args.frozen_backbone_epochs):
-        raise ValueError("--lora_r adapts the encoder: drop --linear_evaluation and --frozen_backbone_epochs.")
-
-
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
-    args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    model_args, data_args, training_args = parse_arguments(argv)
     with run_lock(training_args.output_dir, holder=training_args.process_index == 0):  # one run per output_dir
-        return finetune(args, training_args)
+        return finetune(model_args, data_args, training_args)
 
 
-def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
-    """The fine-tuning `args` describe, from the data to the model folder and its card; returns its results."""
-    training_args.remove_unused_columns = False  # the on-the-fly transform makes the inputs from the image column
-    check_arguments(args, training_args)
+def finetune(model_args: ModelArguments, data_args: DataArguments, training_args: FinetuningArguments) -> dict:
+    """The fine-tuning the arguments describe, from the data to the model folder and its card; returns its
+    results."""
     set_seed(training_args.seed)  # before the model: its fresh head is drawn from the seeded state
     # pushed once at the end, card included (Trainer's own push would replace our card with its own)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    extra = {"num_images": args.num_images} if args.num_images is not None else {}
-    extra |= parse_dataset_options(args.dataset_options)
+    extra = {"num_images": data_args.num_images} if data_args.num_images is not None else {}
+    extra |= parse_dataset_options(data_args.dataset_options)
     with training_args.main_process_first(desc="building the dataset"):  # one process builds the cache
-        splits = load_mammography(args.dataset, args.data_dir, args.dataset_config, **extra)
+        splits = load_mammography(data_args.dataset, data_args.data_dir, data_args.dataset_config, **extra)
     splits, validation_source = finetuning_splits(
-        splits, args.label_column, args.num_folds, args.fold, args.validation_fraction, training_args.seed
-    )
-    multi_label, names = label_task(splits["train"].features[args.label_column])
+        splits, data_args.label_column, data_args.num_folds, data_args.fold, data_args.validation_fraction,
+        training_args.seed,
+    )  # fmt: skip
+    multi_label, names = label_task(splits["train"].features[data_args.label_column])
 
     def has_label(row) -> bool:  # the rows of the task, in the chosen view
-        return (not args.view or row["view"] == args.view) and carries_label(row, args.label_column, multi_label)
+        in_view = not data_args.view or row["view"] == data_args.view
+        return in_view and carries_label(row, data_args.label_column, multi_label)
 
     splits = {name: split.filter(has_label) for name, split in splits.items()}
     labelling = dict(
@@ -267,22 +265,22 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
         problem_type="multi_label_classification" if multi_label else "single_label_classification",
     )
     model = image_classifier(
-        args.model_name_or_path, labelling, args.drop_path_rate, args.image_size, args.mil_pooling, args.tile_size,
-        args.roi_pooling,
+        model_args.model_name_or_path, labelling, model_args.drop_path_rate, model_args.image_size,
+        model_args.mil_pooling, model_args.tile_size, model_args.roi_pooling,
     )  # fmt: skip
     has_drop_path = hasattr(model.config, "drop_path_rate")
     processor = None  # a preset has none (and is no Hub id to look one up under)
-    if not is_backbone_preset(args.model_name_or_path):
+    if not is_backbone_preset(model_args.model_name_or_path):
         try:
-            processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
+            processor = AutoImageProcessor.from_pretrained(model_args.model_name_or_path)
         except OSError:  # a checkpoint without a processor
             pass
     if not isinstance(processor, MammographyImageProcessor):  # e.g. an ImageNet ViT's: keep its normalisation
         size = getattr(model.config, "image_size", 224)
         statistics = {"image_mean": processor.image_mean, "image_std": processor.image_std} if processor else {}
         processor = MammographyImageProcessor(size={"height": size, "width": size}, **statistics)
-    if args.image_size:  # e.g. whole images several tiles wide for MIL
-        processor.size = {"height": args.image_size, "width": args.image_size}
+    if model_args.image_size:  # e.g. whole images several tiles wide for MIL
+        processor.size = {"height": model_args.image_size, "width": model_args.image_size}
     processor.num_channels = model.config.num_channels
     processor.scales = None  # a pretraining processor's finer targets: classification takes scale 1 only
     # whole mammograms are cropped to the breast, their labels and frame lines cleared; crops and tiles are breast
@@ -293,12 +291,12 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     def transform(rows, train: bool):
         images = [np.array(image) for image in rows["image"]]
         inputs = classification_inputs(model.config, processor, images, augment if train else None)
-        labels = label_targets(rows[args.label_column], len(names), multi_label)
+        labels = label_targets(rows[data_args.label_column], len(names), multi_label)
         return {key: [row[key] for row in inputs] for key in inputs[0]} | {"labels": labels}
 
     weights = None
-    if args.class_weighting:
-        train_targets = np.array(label_targets(splits["train"][args.label_column], len(names), multi_label))
+    if training_args.class_weighting:
+        train_targets = np.array(label_targets(splits["train"][data_args.label_column], len(names), multi_label))
         weights = class_weights(train_targets, len(names), multi_label)
 
     train, validation = splits["train"], splits["validation"]  # the test split is evaluate.py's alone
@@ -321,25 +319,27 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
             logger.warning("%s undefined: %s", name, reason)
         return results
 
-    callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
-    layer_decay = args.layer_decay
+    patience = training_args.early_stopping_patience
+    callbacks = [EarlyStoppingCallback(patience)] if patience else []
+    layer_decay = training_args.layer_decay
     if layer_decay is not None and not hasattr(model.config, "num_hidden_layers"):
         logger.info("No layer-wise lr decay: a %s config has no num_hidden_layers.", model.config.model_type)
         layer_decay = None
-    if args.lora_r:
-        layers = args.lora_target_modules.split(",") if args.lora_target_modules else None
-        model = with_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, layers)
-    if args.linear_evaluation:  # the SSL papers' protocol: what a frozen encoder's features give a trained head
+    if model_args.lora_r:
+        layers = model_args.lora_target_modules.split(",") if model_args.lora_target_modules else None
+        model = with_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout, layers)
+    # linear evaluation, the SSL papers' protocol: what a frozen encoder's features give a trained head
+    if training_args.linear_evaluation:
         model.base_model.requires_grad_(False)
-    if args.frozen_backbone_epochs > 0:  # stage one: the head alone, on a frozen encoder; nothing of it is saved
+    if training_args.frozen_backbone_epochs > 0:  # stage one: the head alone, frozen encoder; nothing of it is saved
         trainable = [weight for weight in model.base_model.parameters() if weight.requires_grad]
         for weight in trainable:
             weight.requires_grad_(False)
         with tempfile.TemporaryDirectory() as scratch:
             head_only = dataclasses.replace(
-                training_args, output_dir=scratch, max_steps=-1, num_train_epochs=args.frozen_backbone_epochs,
-                learning_rate=args.frozen_backbone_learning_rate or training_args.learning_rate, eval_strategy="no",
-                save_strategy="no", load_best_model_at_end=False, report_to=[],
+                training_args, output_dir=scratch, max_steps=-1, num_train_epochs=training_args.frozen_backbone_epochs,
+                learning_rate=training_args.frozen_backbone_learning_rate or training_args.learning_rate,
+                eval_strategy="no", save_strategy="no", load_best_model_at_end=False, report_to=[],
             )  # fmt: skip
             WeightedTrainer(model=model, args=head_only, train_dataset=train, data_collator=collate_classification,
                             class_weights=weights).train()  # fmt: skip
@@ -360,7 +360,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     resume = training_args.resume_from_checkpoint
     trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)  # "latest": output_dir's newest
     evaluation = trainer.evaluate()
-    if args.lora_r:  # the adapters alone, and the merged model that evaluate.py and the Hub load like any other
+    if model_args.lora_r:  # the adapters alone, and the merged model that evaluate.py and the Hub load like any other
         model.save_pretrained(Path(training_args.output_dir) / "lora_adapter",
                               is_main_process=trainer.is_world_process_zero())  # fmt: skip
         trainer.model = model = model.merge_and_unload()
@@ -368,7 +368,9 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict:
     if trainer.is_world_process_zero():  # the folder, card and push once, not once per process
         add_remote_pipelines(training_args.output_dir)
         (Path(training_args.output_dir) / "data_splits.json").write_text(json.dumps(data_splits, indent=1))
-        write_card(args, training_args, model.config, evaluation, data_splits, layer_decay, has_drop_path)
+        write_card(
+            model_args, data_args, training_args, model.config, evaluation, data_splits, layer_decay, has_drop_path
+        )
         if push_to_hub:
             push_folder_to_hub(training_args.output_dir, training_args.hub_model_id, commit_message="Fine-tuned model")
     trainer.accelerator.wait_for_everyone()  # tearing the process group down while the main process saves can hang

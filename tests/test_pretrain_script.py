@@ -28,6 +28,7 @@ from transformers import (
 )
 
 from miram_hf import MammoVaeConfig
+from miram_hf.training.arguments import PretrainingTrainingArguments, gpu_precision
 from miram_hf.training.checkpointing import CheckpointError, latest_checkpoint, run_lock, save_checkpoint
 
 ROOT = Path(__file__).parents[1]
@@ -332,10 +333,10 @@ def test_mixed_precision_is_bf16_on_a_gpu_unless_the_flags_or_accelerate_say_oth
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # accelerate launch's setting
     assert precision() == "fp16"
     # on a GPU (faked: TrainingArguments itself would set the device up), what nothing chose becomes bf16
-    assert pretrain.gpu_precision("no") == "no"
+    assert gpu_precision("no") == "no"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert pretrain.gpu_precision("no") == "bf16" and pretrain.gpu_precision("fp16") == "fp16"
+    assert gpu_precision("no") == "bf16" and gpu_precision("fp16") == "fp16"
 
 
 def test_training_arguments_reuse_transformers_and_refuse_what_the_loop_does_not_implement():
@@ -343,7 +344,7 @@ def test_training_arguments_reuse_transformers_and_refuse_what_the_loop_does_not
     assert isinstance(training_args, TrainingArguments) and model_args.model_config == "vit-demo"
     assert training_args.get_warmup_steps(10) == 3 and pretrain.steps_of(training_args.logging_steps, 10) == 5
     assert (training_args.weight_decay, training_args.adam_beta2, training_args.adam_epsilon) == (0.05, 0.95, 1e-8)
-    help_text = pretrain.PretrainingTrainingArguments.__dataclass_fields__["learning_rate"].metadata["help"]
+    help_text = PretrainingTrainingArguments.__dataclass_fields__["learning_rate"].metadata["help"]
     assert help_text.startswith("The initial learning rate") and "base_learning_rate" in help_text
     for flags in (["--eval_strategy", "steps"], ["--optim", "sgd"], ["--label_smoothing_factor", "0.1"]):
         with pytest.raises(ValueError, match=f"{flags[0]} is a TrainingArguments option that pretrain.py does not"):

@@ -7,7 +7,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-from transformers import HfArgumentParser, TrainingArguments
 
 ROOT = Path(__file__).parents[1]
 
@@ -55,7 +54,7 @@ def test_every_recipe_parses_as_its_scripts_arguments(table):
             model_args, _, _ = pretrain.parse_arguments(argv)
             assert model_args.model_type in pretrain.METHODS
         argv = reproduce.command_line(recipe["finetune"], names) + ["--output_dir", "/out"]
-        HfArgumentParser((finetune.FinetuneArguments, TrainingArguments)).parse_args_into_dataclasses(args=argv)
+        finetune.parse_arguments(argv)
 
 
 def test_settings_and_placeholders():

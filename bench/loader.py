@@ -34,8 +34,7 @@ from miram_hf import MammographyImageProcessor
 from miram_hf.data.raw_pixels import to_raw_pixels
 from miram_hf.data.synthetic import phantom_crops
 from miram_hf.training.device_views import NativeRegionCollator, device_views
-from miram_hf.training.pretraining import PretrainingCollator
-from miram_hf.training.views import MultiViewCollator
+from miram_hf.training.views import MultiViewCollator, PretrainingCollator
 
 
 def processor(size: int, scales=None) -> MammographyImageProcessor:

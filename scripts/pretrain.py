@@ -73,7 +73,7 @@ from miram_hf.training.presets import (
     pretraining_model,
     pretraining_processor,
 )
-from miram_hf.training.pretraining import (
+from miram_hf.training.pretraining_data import (
     batches_per_epoch,
     epoch_batches,
     pretraining_dataset,

@@ -1,5 +1,5 @@
-"""Small CBIS-DDSM trees in the real layouts, with the real quirks (collections.md): both density headers, stray
-whitespace and newlines in cells, crop and mask in one series of two files whose names do not match the CSV, a row
+"""Small CBIS-DDSM trees in the real layouts, with the real quirks (the builder's docstring): both density headers,
+stray whitespace and newlines in cells, crop and mask in one series of two files whose names do not match the CSV, a row
 with crop and mask swapped, a mask of the wrong shape, missing files; NBIA Data Retriever folders with metadata.csv,
 or the older UID folders."""
 

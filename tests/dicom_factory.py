@@ -1,5 +1,5 @@
-"""Synthetic DICOM files that mimic the headers of the public mammography collections (see shared docs,
-collections.md). No real image can be downloaded here, so tests write these."""
+"""Synthetic DICOM files that mimic the headers of the public mammography collections (each builder's docstring in
+src/miram_hf/data/ describes its collection's files). No real image can be downloaded here, so tests write these."""
 
 from pathlib import Path
 

@@ -8,7 +8,7 @@ from miram_hf.data.raw_pixels import row_image, to_raw_pixels
 from miram_hf.data.synthetic import phantom_crops
 from miram_hf.processing.image_processing_mammography import to_array
 from miram_hf.training.device_views import NativeRegionCollator, device_views, view_draws
-from miram_hf.training.pretraining import native_crop
+from miram_hf.training.views import native_crop
 
 
 def phantom_crops_at(sizes: list[tuple[int, int]], bits: int = 12) -> list[np.ndarray]:

@@ -9,8 +9,9 @@ from transformers.models.vit_mae.modeling_vit_mae import ViTMAEEmbeddings
 from miram_hf import MammographyImageProcessor, MiramConfig
 from miram_hf.training.methods import METHODS, MaskedPatches, Views, WholeImages, citations_for, pretraining_method
 from miram_hf.training.presets import initialize_vit_mae, pretraining_config
-from miram_hf.training.pretraining import PretrainingCollator, epoch_batches, mask_noise, pretraining_dataset
-from miram_hf.training.views import MultiViewCollator
+from miram_hf.training.pretraining_data import epoch_batches, pretraining_dataset
+from miram_hf.training.seeding import mask_noise
+from miram_hf.training.views import MultiViewCollator, PretrainingCollator
 
 
 def numbered_rows(count: int) -> datasets.Dataset:

@@ -20,7 +20,7 @@ from ..data.raw_pixels import row_image
 from ..processing import MammographyImageProcessor
 from ..processing.augmentations import random_crop_regions
 from ..processing.image_processing_mammography import to_array
-from .pretraining import derived_seed
+from .seeding import derived_seed
 from .views import normalization_statistics
 
 # Most supersampling of a crop (per side) before the box filter that antialiases a reducing resample.

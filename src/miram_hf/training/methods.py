@@ -9,8 +9,8 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from ..processing import MammographyImageProcessor
 from .monitoring import ReconstructionMonitor, TrainingMonitor, preview_batch
-from .pretraining import PretrainingCollator, mask_noise
-from .views import MultiViewCollator
+from .seeding import mask_noise
+from .views import MultiViewCollator, PretrainingCollator
 
 MAE_CITATION = (
     'K. He, X. Chen, S. Xie, Y. Li, P. Dollár and R. Girshick, "Masked autoencoders are scalable vision learners", '

@@ -21,7 +21,8 @@ from ..metrics import Accuracy, RocAuc
 from ..modeling.miram.modeling_miram import MiramForPreTraining, duplicate_tokens, patch_targets
 from ..processing import MammographyImageProcessor
 from ..visualization import save_reconstruction
-from .pretraining import PretrainingCollator, mask_noise
+from .seeding import mask_noise
+from .views import PretrainingCollator
 
 
 @torch.no_grad()

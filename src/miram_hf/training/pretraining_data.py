@@ -1,82 +1,19 @@
-"""The data side of `scripts/pretrain.py`: the training images, the views cut from their native pixels, the masking
-noise, and each process's batches of each epoch, all drawn from seeds rather than from the global random state so that
-a resumed run repeats a straight one exactly. The models are built in `presets.py`."""
+"""The training data of `scripts/pretrain.py` and each process's batches of each epoch: the images of a collection,
+a mixture or parquet files, sharded across processes and shuffled from seeds, so that a resumed run repeats a straight
+one exactly. The views are made by the collators of `views.py`; the models are built in `presets.py`."""
 
-import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import datasets
-import numpy as np
-import torch
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 from transformers import BatchFeature
 
 from ..data import BUILDERS, load_mammography, pretraining_mixture
 from ..data.mixtures import MIXTURES
-from ..data.raw_pixels import RAW_PIXEL_FEATURES, row_image
-from ..processing import MammographyImageProcessor
-from ..processing.augmentations import random_crop_regions
-
-
-def derived_seed(*values: int) -> int:
-    """A 64-bit seed mixed from several integers (numpy's SeedSequence)."""
-    return int(np.random.SeedSequence([int(value) for value in values]).generate_state(1, np.uint64)[0])
-
-
-def mask_noise(
-    pixel_values: torch.Tensor, patch_size: int, seed: int, step: int, process_index: int = 0, micro_batch: int = 0
-) -> torch.Tensor:
-    """MAE's masking noise (batch, num_patches) for one micro-batch, drawn from (seed, step, process, micro-batch)."""
-    batch, _, height, width = pixel_values.shape
-    generator = torch.Generator().manual_seed(derived_seed(seed, step, process_index, micro_batch))
-    noise = torch.rand(batch, (height // patch_size) * (width // patch_size), generator=generator)
-    return noise.to(pixel_values.device)
-
-
-class PretrainingCollator:
-    """Rows with an `image` (a crop or a tile at any bit depth) -> the model's inputs, through `processor`.
-
-    With `augment`, each image goes through MAE's augmentation first: a random resized crop (`crop_scale` of the area,
-    aspect 3/4 to 4/3) and a horizontal flip, cut from the native pixels before the processor resizes them, so that
-    MIRAM's finer targets keep the native detail. The draws are seeded by (seed, epoch, image content), which gives a
-    resumed run the views of a straight one whatever the number of loader workers. Set `epoch` before each epoch.
-    """
-
-    def __init__(
-        self,
-        processor: MammographyImageProcessor,
-        seed: int = 0,
-        augment: bool = True,
-        crop_scale: tuple[float, float] = (0.2, 1.0),
-    ):
-        self.processor, self.seed, self.augment, self.crop_scale = processor, seed, augment, tuple(crop_scale)
-        self.epoch = 0
-
-    def __call__(self, rows: list[dict]) -> BatchFeature:
-        images = [row_image(row) for row in rows]
-        if self.augment:
-            images = [self.random_view(image) for image in images]
-        return self.processor(images, return_tensors="pt")
-
-    def random_view(self, image: np.ndarray) -> np.ndarray:
-        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch, zlib.crc32(image.tobytes())))
-        region = [value.item() for value in random_crop_regions(1, self.crop_scale, generator=generator)]
-        return native_crop(image, *region, flip=torch.rand(1, generator=generator).item() < 0.5)
-
-
-def native_crop(
-    image: np.ndarray, width: float, height: float, centre_x: float, centre_y: float, flip: bool
-) -> np.ndarray:
-    """The whole pixels of `image` in a `random_crop_regions` region (sides as fractions of the image's, centre in
-    [-1, 1]), flipped left-right when `flip`."""
-    rows, columns = image.shape[:2]
-    crop_rows, crop_columns = max(1, round(height * rows)), max(1, round(width * columns))
-    top = min(max(0, round((centre_y + 1) / 2 * rows - crop_rows / 2)), rows - crop_rows)
-    left = min(max(0, round((centre_x + 1) / 2 * columns - crop_columns / 2)), columns - crop_columns)
-    view = image[top : top + crop_rows, left : left + crop_columns]
-    return np.ascontiguousarray(view[:, ::-1] if flip else view)
+from ..data.raw_pixels import RAW_PIXEL_FEATURES
+from .seeding import derived_seed
 
 
 def pretraining_dataset(
@@ -132,7 +69,7 @@ def batches_per_epoch(dataset: datasets.Dataset, batch_size: int, num_processes:
 
 def epoch_batches(
     dataset: datasets.Dataset | datasets.IterableDataset,
-    collator: PretrainingCollator,
+    collator: Callable[[list[dict]], dict],
     batch_size: int,
     epoch: int,
     process_index: int = 0,
@@ -142,9 +79,11 @@ def epoch_batches(
     num_workers: int = 0,
     pin_memory: bool = False,
 ) -> Iterator[BatchFeature]:
-    """This process's batches of `epoch`, the first `skip` left out: the dataset shuffled by (seed, epoch) and split
-    across processes (`split_dataset_by_node`). A map-style dataset gives every process the same number of full
-    batches; a streamed one gives each process its part of the stream (whole shards when they divide evenly)."""
+    """This process's batches of `epoch`, the first `skip` left out: the dataset shuffled by (the collator's seed,
+    epoch), split across processes (`split_dataset_by_node`) and collated (`views.py`'s collators, or
+    `NativeRegionCollator`; the collator's `epoch` is set for its draws). A map-style dataset gives every process the
+    same number of full batches; a streamed one gives each process its part of the stream (whole shards when they
+    divide evenly)."""
     seed = collator.seed
     if isinstance(dataset, datasets.IterableDataset):
         shuffled = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
@@ -167,12 +106,4 @@ def epoch_batches(
     return iter(loader)
 
 
-__all__ = [
-    "PretrainingCollator",
-    "batches_per_epoch",
-    "derived_seed",
-    "epoch_batches",
-    "mask_noise",
-    "native_crop",
-    "pretraining_dataset",
-]
+__all__ = ["batches_per_epoch", "epoch_batches", "pretraining_dataset"]

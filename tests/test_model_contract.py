@@ -230,10 +230,10 @@ def test_gradient_checkpointing_is_claimed_only_where_it_works(name):
     if not model.supports_gradient_checkpointing:
         assert name in ("mil-resnet", "SimclrForPreTraining", "vae", "vae-classifier")  # ResNet / VAE: none
         with pytest.raises(ValueError, match="does not support (gradient|activation) checkpointing"):
-            model.gradient_checkpointing_enable()
+            model.activation_checkpointing_enable()
         return
     checkpointed, _ = build(name)  # a twin: forward passes change state (DINO's centre)
-    checkpointed.gradient_checkpointing_enable()
+    checkpointed.activation_checkpointing_enable()
     outputs, gradients = [], []
     for each in (model, checkpointed):
         torch.manual_seed(0)

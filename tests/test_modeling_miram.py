@@ -331,8 +331,7 @@ def test_mask_ratio_zero_gives_every_token_in_grid_order():
     assert torch.isfinite(pretraining(pixel_values).loss)
 
 
-@pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated")
-def test_gradient_checkpointing_gives_the_same_gradients():
+def test_checkpointing_reaches_the_decoders_and_their_linear_attention_with_the_same_gradients():
     config = tiny_miram_config(decoder_attention=["sdpa", "nystromformer"])
     model = MiramForPreTraining(config)
     pixel_values, targets = random_batch(config)
@@ -340,7 +339,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     model(pixel_values, target_pixel_values=targets, noise=noise).loss.backward()
     expected = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     assert model.miram.layers[0].gradient_checkpointing and model.decoders[1].decoder_layers[0].gradient_checkpointing
     model(pixel_values, target_pixel_values=targets, noise=noise).loss.backward()
     for name, parameter in model.named_parameters():

@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--paths", nargs="+", default=None, help="some of the collators (default: all)")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "loader_cpu.json")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one core a process: per-core figures
@@ -99,6 +100,8 @@ def main() -> None:
             stored["raw"] = datasets.load_dataset("parquet", data_files=str(path.with_suffix(".raw.parquet")),
                                                   split="train")  # fmt: skip
             for name, (collator, image_format) in collators(side).items():
+                if args.paths and name not in args.paths:
+                    continue
                 for workers in args.workers:
                     rate = images_per_second(stored[image_format], collator, args.batch_size, workers)
                     per_core = rate / max(1, workers)

@@ -70,7 +70,8 @@ class PretrainingTrainingArguments(TrainingArguments):
 
 
 def gpu_precision(chosen: str) -> str:
-    """bf16 on a GPU that computes in it, where neither the flags nor accelerate's setting chose a precision."""
+    """bf16 on a GPU that computes in it, where neither the flags nor accelerate's setting chose a precision (`chosen`
+    is "no": accelerate's default, which `accelerate launch` passes on when its config names none)."""
     return "bf16" if chosen == "no" and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else chosen
 
 

@@ -6,6 +6,8 @@
     accelerate launch scripts/pretrain.py --dataset out/cbis --streaming   # parquet from scripts/prepare_data.py
     accelerate launch scripts/pretrain.py --model_type byol --model_config resnet-50 --config_overrides momentum=0.996
 
+The options come in three groups, as transformers' run_mae has them: the model, the data, and TrainingArguments
+itself (`PretrainingTrainingArguments`), whose options this loop does not implement are refused. Its defaults are
 MAE's recipe: AdamW (0.9, 0.95), weight decay 0.05 off biases and norms, linear warmup then half-cosine, gradient
 clipping; its lr rule, lr = base_learning_rate x global batch / 256, with --base_learning_rate 1.5e-4 (the default
 --learning_rate 2e-3 suits the small batches of a laptop run). Checkpoints every

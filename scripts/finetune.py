@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from transformers import (
-    AutoImageProcessor,
     EarlyStoppingCallback,
     HfArgumentParser,
     PretrainedConfig,
@@ -38,7 +37,7 @@ from transformers import (
 )
 
 import miram_hf  # noqa: F401  (registers the models and the processor)
-from miram_hf import MammographyImageProcessor, add_remote_pipelines
+from miram_hf import add_remote_pipelines
 from miram_hf.data import finetuning_splits, load_mammography, parse_dataset_options
 from miram_hf.metrics import classification_metrics
 from miram_hf.processing.augmentations import Compose, Contrast, Gamma, RandomFlip
@@ -49,6 +48,7 @@ from miram_hf.training.classification import (
     carries_label,
     class_weights,
     classification_inputs,
+    classification_processor,
     collate_classification,
     image_classifier,
     label_targets,
@@ -59,7 +59,6 @@ from miram_hf.training.divergence import StopOnNonFiniteGradients, TrainingDiver
 from miram_hf.training.hub import push_folder_to_hub
 from miram_hf.training.methods import citations_for
 from miram_hf.training.model_card import render_model_card
-from miram_hf.training.presets import is_backbone_preset
 
 logger = logging.getLogger("finetune")
 
@@ -269,23 +268,10 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         model_args.mil_pooling, model_args.tile_size, model_args.roi_pooling,
     )  # fmt: skip
     has_drop_path = hasattr(model.config, "drop_path_rate")
-    processor = None  # a preset has none (and is no Hub id to look one up under)
-    if not is_backbone_preset(model_args.model_name_or_path):
-        try:
-            processor = AutoImageProcessor.from_pretrained(model_args.model_name_or_path)
-        except OSError:  # a checkpoint without a processor
-            pass
-    if not isinstance(processor, MammographyImageProcessor):  # e.g. an ImageNet ViT's: keep its normalisation
-        size = getattr(model.config, "image_size", 224)
-        statistics = {"image_mean": processor.image_mean, "image_std": processor.image_std} if processor else {}
-        processor = MammographyImageProcessor(size={"height": size, "width": size}, **statistics)
-    if model_args.image_size:  # e.g. whole images several tiles wide for MIL
-        processor.size = {"height": model_args.image_size, "width": model_args.image_size}
-    processor.num_channels = model.config.num_channels
-    processor.scales = None  # a pretraining processor's finer targets: classification takes scale 1 only
     # whole mammograms are cropped to the breast, their labels and frame lines cleared; crops and tiles are breast
     whole_mammograms = not {"crop_box", "tile_box"} & set(splits["train"].column_names)
-    processor.do_breast_crop = processor.do_flip = whole_mammograms
+    processor = classification_processor(model_args.model_name_or_path, model.config, model_args.image_size,
+                                         whole_mammograms)  # fmt: skip
     augment = Compose([RandomFlip(0.5, 0.5), Gamma(p=0.8), Contrast(p=0.8)])
 
     def transform(rows, train: bool):

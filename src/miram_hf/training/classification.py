@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from transformers import (
     AutoConfig,
+    AutoImageProcessor,
     AutoModelForImageClassification,
     PretrainedConfig,
     PreTrainedModel,
@@ -130,6 +131,31 @@ def class_weights(targets: np.ndarray, num_classes: int, multi_label: bool) -> t
     return torch.tensor(weights / np.maximum(counts, 1), dtype=torch.float32)
 
 
+def classification_processor(
+    model_name_or_path: str, config: PretrainedConfig, image_size: int | None = None, whole_mammograms: bool = True
+) -> MammographyImageProcessor:
+    """The processor a classifier fine-tunes with: the checkpoint's own when it saved a `MammographyImageProcessor`,
+    else a new one keeping the checkpoint processor's normalisation (an ImageNet ViT's) at the model's input size. At
+    `image_size` when given (whole images several tiles wide for MIL), with the model's channels and scale 1 only; it
+    crops to the breast and flips it to one side only for `whole_mammograms` (crops and tiles are breast already)."""
+    processor = None  # a preset has none (and is no Hub id to look one up under)
+    if not is_backbone_preset(model_name_or_path):
+        try:
+            processor = AutoImageProcessor.from_pretrained(model_name_or_path)
+        except OSError:  # a checkpoint without a processor
+            pass
+    if not isinstance(processor, MammographyImageProcessor):
+        size = getattr(config, "image_size", 224)
+        statistics = {"image_mean": processor.image_mean, "image_std": processor.image_std} if processor else {}
+        processor = MammographyImageProcessor(size={"height": size, "width": size}, **statistics)
+    if image_size:
+        processor.size = {"height": image_size, "width": image_size}
+    processor.num_channels = config.num_channels
+    processor.scales = None  # a pretraining processor's finer targets: classification takes scale 1 only
+    processor.do_breast_crop = processor.do_flip = whole_mammograms
+    return processor
+
+
 def classification_inputs(
     config: PretrainedConfig, processor: MammographyImageProcessor, images: list, augment: Compose | None = None
 ) -> list[dict[str, torch.Tensor]]:
@@ -174,6 +200,7 @@ __all__ = [
     "carries_label",
     "class_weights",
     "classification_inputs",
+    "classification_processor",
     "collate_classification",
     "image_classifier",
     "label_targets",

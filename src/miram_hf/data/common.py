@@ -309,7 +309,8 @@ class SkipReport:
         self.skipped.append((str(where), reason))
 
     def read(self, path: Path, where=None) -> Mammogram | None:
-        """The mammogram at `path`, or None when it cannot be read (skipped as `where`, by default the file)."""
+        """The mammogram at `path`, or None when it cannot be read: then skipped under the file and the reason, or under
+        `where` (e.g. a CSV line) and a reason that names the file."""
         try:
             return read_mammogram(path)
         except MammogramReadError as error:

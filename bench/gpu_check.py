@@ -7,9 +7,11 @@
    backward in bf16, with SDPA and with Nystromformer: peak memory and seconds per iteration (the MIRAM paper's
    Table II compares 44 GB / 1.49 s with 76 GB / 1.80 s for its whole model).
 3. `bf16_vs_fp32`: MIRAM's loss on one fixed batch in fp32 and under bf16 autocast.
-4. `feed_rate`: `pretrain.py --augment_on_device` with raw 16-bit 512 px crops: the loader's images/s on one CPU core
-   (`NativeRegionCollator`), the device's images/s for the views (`device_views`, MIRAM [1, 2] at 112 px, batch 256),
-   and from them the loader cores that MIRAM's training rate (part 1) needs and the share of its step the views take.
+4. `feed_rate`: `pretrain.py --augment_on_device` with raw 16-bit 512 px crops in parquet, batch 256: the loader's
+   images/s (`epoch_batches` with `NativeRegionCollator`, batches pinned as on a GPU) in the main process on one core
+   and with 4 workers, its CPU time per image, the device's images/s for the views (`device_views`, MIRAM [1, 2] at
+   112 px), and from them the loader cores that MIRAM's training rate (part 1) needs and the share of its step the
+   views take.
 
 Without a GPU, `--dry-run` runs every part on the CPU at toy sizes, so that the script is known to work before a GPU
 is at hand (the test suite does this); its numbers mean nothing.
@@ -17,16 +19,21 @@ is at hand (the test suite does this); its numbers mean nothing.
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
+import datasets
 import torch
+from loader import epoch_rate  # bench/loader.py, beside this script
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from miram_hf import MammographyImageProcessor, MiramConfig, MiramForPreTraining
+from miram_hf.data.raw_pixels import RAW_PIXEL_FEATURES
 from miram_hf.data.synthetic import phantom_crops
 from miram_hf.modeling.miram.modeling_miram import MiramLayer
 from miram_hf.training.device_views import NativeRegionCollator, device_views
+from miram_hf.training.pretraining_data import epoch_batches
 
 # Dense bf16 tensor-core peaks (no sparsity), from the vendors' data sheets.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
@@ -161,35 +168,44 @@ def measure_bf16_vs_fp32(device: torch.device, dry_run: bool) -> dict:
     return {"fp32": round(fp32, 6), "bf16": round(bf16, 6), "relative_difference": round(abs(bf16 - fp32) / fp32, 5)}
 
 
+def raw_crops(side: int, count: int, folder: str) -> datasets.Dataset:
+    """`count` raw 16-bit crops (16 phantom ones, repeated) in parquet, read back as pretrain.py reads it."""
+    crops = [crop.astype("<u2").tobytes() for crop in phantom_crops([(side, side)] * 16)]
+    rows = {"pixels": [crops[index % 16] for index in range(count)], "height": [side] * count, "width": [side] * count}
+    path = str(Path(folder) / "crops.parquet")
+    datasets.Dataset.from_dict(rows, features=datasets.Features(RAW_PIXEL_FEATURES)).to_parquet(path)
+    return datasets.load_dataset("parquet", data_files=path, split="train")
+
+
 def measure_feed_rate(device: torch.device, dry_run: bool, training_images_per_s: float) -> dict:
-    side, count, batch, rounds = (64, 4, 8, 2) if dry_run else (512, 32, 256, 10)
-    crops = [{"pixels": crop.astype("<u2").tobytes(), "height": side, "width": side}
-             for crop in phantom_crops([(side, side)] * count)]  # fmt: skip
-    rows = [crops[index % count] for index in range(batch)]  # a whole batch: its new memory is part of the cost
-    collator = NativeRegionCollator(region_size=side)
+    side, count, batch, workers = (64, 32, 8, 1) if dry_run else (512, 2048, 256, 4)
+    pinned = device.type == "cuda"  # pretrain.py's loader pins on a GPU
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one loader core
-    start = time.perf_counter()
-    for _ in range(rounds):
-        native = collator(rows)
-    loader_rate = rounds * batch / (time.perf_counter() - start)
+    with tempfile.TemporaryDirectory() as folder:
+        dataset = raw_crops(side, count, folder)
+        main_rate, cpu_per_image = epoch_rate(dataset, NativeRegionCollator(side, pin_memory=pinned), batch, 0)
+        workers_rate, _ = epoch_rate(dataset, NativeRegionCollator(side, pin_memory=pinned), batch, workers)
+        native = next(epoch_batches(dataset, NativeRegionCollator(side, pin_memory=pinned), batch, epoch=0))
     torch.set_num_threads(threads)
-    if device.type == "cuda":  # as the loader pins them for the copy
-        native = {key: value.pin_memory() for key, value in native.items()}
+    if native["native_pixels"].is_pinned() != pinned:
+        raise RuntimeError(f"The loader's batch is {'not ' * pinned}pinned on {device}.")
     processor = MammographyImageProcessor(size={"height": 112, "width": 112}, do_breast_crop=False, do_flip=False,
                                           keep_aspect_ratio=False, num_channels=3, scales=[1, 2])  # fmt: skip
     times = []
-    for batch_index in range(rounds):
+    for batch_index in range(3 if dry_run else 10):
         synchronize(device)
         start = time.perf_counter()
         on_device = {key: value.to(device, non_blocking=True) for key, value in native.items()}
         device_views(on_device, processor, seed=0, epoch=0, batch_index=batch_index)
         synchronize(device)
         times.append(time.perf_counter() - start)
-    device_rate = batch / min(times[1:] or times)
-    return {"crop_px": side, "loader_images_per_s_per_core": round(loader_rate, 1),
+    device_rate = batch / min(times[1:])
+    return {"crop_px": side, "batch": batch, "loader_images_per_s_per_core": round(main_rate, 1),
+            "loader_cpu_ms_per_image": round(1000 * cpu_per_image, 4),
+            "loader_workers": workers, "loader_images_per_s_with_workers": round(workers_rate, 1),
             "device_views_images_per_s": round(device_rate, 1),
-            "loader_cores_for_miram": round(training_images_per_s / loader_rate, 4),
+            "loader_cores_for_miram": round(training_images_per_s / main_rate, 4),
             "views_share_of_miram_step": round(training_images_per_s / device_rate, 4)}  # fmt: skip
 
 
@@ -206,9 +222,11 @@ def table(report: dict) -> str:
                      f"{row['peak_memory_gb']} |")  # fmt: skip
     lines.append(f"| bf16 vs fp32 loss, relative difference | {report['bf16_vs_fp32']['relative_difference']} |")
     feed = report["feed_rate"]
-    rates = f"{feed['loader_images_per_s_per_core']}, {feed['device_views_images_per_s']}"
-    lines.append(f"| --augment_on_device, {feed['crop_px']} px raw crops: loader images/s a core, device views "
-                 f"images/s | {rates} |")  # fmt: skip
+    lines.append(f"| --augment_on_device, {feed['crop_px']} px raw crops, batch {feed['batch']}: loader images/s in "
+                 f"the main process, CPU ms an image | {feed['loader_images_per_s_per_core']}, "
+                 f"{feed['loader_cpu_ms_per_image']} |")  # fmt: skip
+    lines.append(f"| loader images/s with {feed['loader_workers']} workers; device views images/s | "
+                 f"{feed['loader_images_per_s_with_workers']}; {feed['device_views_images_per_s']} |")  # fmt: skip
     lines.append(f"| loader cores MIRAM needs; views' share of its step | {feed['loader_cores_for_miram']}; "
                  f"{feed['views_share_of_miram_step']} |")  # fmt: skip
     return "\n".join(lines)

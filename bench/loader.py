@@ -1,19 +1,20 @@
-"""Images per second of the pretraining data path, per CPU core: prepared parquet of 16-bit crops, read by a
-`DataLoader` with 0, 1 or 2 workers, through each method's collator (what `scripts/pretrain.py` builds):
+"""Images per second of the pretraining data path, and its CPU time per image: prepared parquet of 16-bit crops,
+read by `epoch_batches` (the loader of `scripts/pretrain.py`) with 0, 1 or 2 workers, through each method's collator:
 
 - `miram`: MAE's random resized crop and flip from the native pixels, then 112 px and the 224 px target (MIRAM [1, 2]);
 - `two_views`: the processor to 224 px, then two augmented views (BYOL, MoCo v3, SimCLR);
 - `multi_crop`: two 224 px views and six 96 px ones (DINO, SwAV);
 - `miram_raw`: `miram` from raw 16-bit pixels (`prepare_data.py --image_format raw`): no PNG decode;
 - `miram_device`: the loader's part of `pretrain.py --augment_on_device`, from raw pixels: a native region of each crop
-  (`NativeRegionCollator`, regions the crops' size). The crop, flip and resizes then run on the training device
-  (`device_views`); their cost on this CPU is reported apart ("device part"), as a GPU does it.
+  (`NativeRegionCollator`, regions the crops' size, read as Arrow slices). The crop, flip and resizes then run on the
+  training device (`device_views`); their cost on this CPU is reported apart ("device part"), as a GPU does it.
 
 The crops are phantom breast tissue at 256, 512 and 1024 px (16-bit PNG in parquet, as prepare_data.py writes them by
 default, or raw).
-Per core = images/s divided by the processes busy (the main one with 0 workers, the workers otherwise), over a second
-pass (workers started, caches warm). Next to a
-model's training images/s (bench/model_step.py, bench/gpu_check.sh) the cores needed to feed a GPU follow.
+Each figure is the second epoch's (memory maps and caches warm), its workers' start included: images/s divided by
+the processes working (the main one with 0 workers, the workers otherwise), and the CPU time of all the processes
+(the main one's and its workers') per image. Next to a model's training images/s (bench/model_step.py,
+bench/gpu_check.sh) the cores needed to feed a GPU follow.
 
     python bench/loader.py --images 64 --batch-size 16
 """
@@ -21,6 +22,7 @@ model's training images/s (bench/model_step.py, bench/gpu_check.sh) the cores ne
 import argparse
 import json
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -28,12 +30,12 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from miram_hf import MammographyImageProcessor
 from miram_hf.data.raw_pixels import to_raw_pixels
 from miram_hf.data.synthetic import phantom_crops
 from miram_hf.training.device_views import NativeRegionCollator, device_views
+from miram_hf.training.pretraining_data import epoch_batches
 from miram_hf.training.views import MultiViewCollator, PretrainingCollator
 
 
@@ -64,16 +66,19 @@ def device_part_seconds(dataset, side: int, batch_size: int, rounds: int = 5) ->
     return float(np.median(timings)) / batch_size
 
 
-def images_per_second(dataset, collator, batch_size: int, workers: int) -> float:
-    """The rate of a second pass: workers started, memory maps and caches warm, as through most of a long run."""
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, num_workers=workers, drop_last=True,
-                        persistent_workers=workers > 0)  # fmt: skip
-    for _ in loader:
-        pass
-    start, count = time.perf_counter(), 0
-    for batch in loader:
-        count += len(next(iter(batch.values())))
-    return count / (time.perf_counter() - start)
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (an epoch's loader workers, once joined)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def epoch_rate(dataset, collator, batch_size: int, workers: int) -> tuple[float, float]:
+    """(images/s, CPU seconds an image) of the second epoch of `epoch_batches`."""
+    for epoch in range(2):
+        start, cpu_start, count = time.perf_counter(), cpu_seconds(), 0
+        for batch in epoch_batches(dataset, collator, batch_size, epoch, num_workers=workers):
+            count += len(next(iter(batch.values())))
+    return count / (time.perf_counter() - start), (cpu_seconds() - cpu_start) / count
 
 
 def main() -> None:
@@ -87,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # one core a process: per-core figures
     report = {"cpu": platform.processor() or "cpu", "torch": torch.__version__, "batch_size": args.batch_size,
-              "images_per_s_per_core": {}}  # fmt: skip
+              "images_per_s_per_core": {}, "cpu_ms_per_image": {}}  # fmt: skip
     report["device_part_ms_per_image_on_this_cpu"] = {}
     features = datasets.Features({"image": datasets.Image()})
     with tempfile.TemporaryDirectory() as folder:
@@ -103,10 +108,14 @@ def main() -> None:
                 if args.paths and name not in args.paths:
                     continue
                 for workers in args.workers:
-                    rate = images_per_second(stored[image_format], collator, args.batch_size, workers)
-                    per_core = rate / max(1, workers)
-                    report["images_per_s_per_core"][f"{side} px, {name}, {workers} workers"] = round(per_core, 1)
-                    print(f"{side:5d} px  {name:12s}  {workers} workers: {rate:7.1f} images/s, {per_core:7.1f} a core")
+                    rate, cpu_per_image = epoch_rate(stored[image_format], collator, args.batch_size, workers)
+                    per_core, key = rate / max(1, workers), f"{side} px, {name}, {workers} workers"
+                    report["images_per_s_per_core"][key] = round(per_core, 1)
+                    report["cpu_ms_per_image"][key] = round(1000 * cpu_per_image, 3)
+                    print(
+                        f"{side:5d} px  {name:12s}  {workers} workers: {rate:7.1f} images/s, {per_core:7.1f} a core, "
+                        f"{1000 * cpu_per_image:.3f} CPU ms an image"
+                    )
             device_ms = 1000 * device_part_seconds(stored["raw"], side, args.batch_size)
             report["device_part_ms_per_image_on_this_cpu"][f"{side} px"] = round(device_ms, 3)
             print(f"{side:5d} px  device part (device_views, MIRAM [1, 2] at 112 px) on this CPU: {device_ms:.2f} ms")

@@ -243,8 +243,9 @@ def pretrain(
     )  # fmt: skip
     model = pretraining_model(config)
     processor = pretraining_processor(config)
+    on_gpu = accelerator.device.type == "cuda"
     if data_args.augment_on_device:
-        collator = NativeRegionCollator(data_args.native_region_size, seed)
+        collator = NativeRegionCollator(data_args.native_region_size, seed, pin_memory=on_gpu)
     else:
         collator = objective.collator(processor, config, seed, data_args.crop_scale, data_args.num_local_crops)
     learning_rate = training_args.learning_rate
@@ -252,7 +253,6 @@ def pretrain(
         learning_rate = training_args.base_learning_rate * global_batch / 256
     if training_args.activation_checkpointing:  # transformers 5's name for gradient checkpointing (either flag sets it)
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
-    on_gpu = accelerator.device.type == "cuda"
     optimizer = torch.optim.AdamW(
         parameter_groups(model, learning_rate, training_args.weight_decay), fused=on_gpu,
         betas=(training_args.adam_beta1, training_args.adam_beta2), eps=training_args.adam_epsilon,

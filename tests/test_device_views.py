@@ -1,10 +1,11 @@
 import datasets
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
 from miram_hf import MammographyImageProcessor
-from miram_hf.data.raw_pixels import row_image, to_raw_pixels
+from miram_hf.data.raw_pixels import row_image, table_images, to_raw_pixels
 from miram_hf.data.synthetic import phantom_crops
 from miram_hf.processing.image_processing_mammography import to_array
 from miram_hf.training.device_views import NativeRegionCollator, device_views, view_draws
@@ -32,6 +33,34 @@ def test_raw_pixels_keep_every_value_and_the_other_columns():
                                         features=datasets.Features({"image": datasets.Image()}))  # fmt: skip
     with pytest.raises(ValueError, match="Row 0: a float32 image"):
         to_raw_pixels(floats)
+
+
+def test_an_arrow_batch_of_raw_pixels_collates_as_its_rows_do(tmp_path):
+    """The loader's fast path reads a batch's pixels as views of the memory-mapped Arrow table; its batch is the one
+    the rows give, bit depths (12 and 8 bits here) and regions cut from large images included."""
+    images = [*phantom_crops_at([(40, 30), (24, 100)]), np.arange(12, dtype=np.uint8).reshape(3, 4) * 20]
+    built = datasets.Dataset.from_dict({"image": images}, features=datasets.Features({"image": datasets.Image()}))
+    to_raw_pixels(built).to_parquet(str(tmp_path / "raw.parquet"))
+    raw = datasets.load_dataset("parquet", data_files=str(tmp_path / "raw.parquet"), split="train")
+    shuffled = raw.shuffle(seed=0)  # the batch is gathered through an index mapping, one slice a row
+    collator = NativeRegionCollator(region_size=32, seed=1)
+    from_arrow = collator(shuffled.with_format("arrow")[[0, 1, 2]])
+    from_rows = collator([shuffled[index] for index in range(3)])
+    assert from_arrow.keys() == from_rows.keys()
+    for key, value in from_arrow.items():
+        assert torch.equal(value, from_rows[key]), key
+    assert sorted(from_arrow["top_values"].tolist()) == [255, 4095, 4095]
+
+
+def test_raw_pixels_that_do_not_fill_their_image_are_named_by_row():
+    table = pa.table({"pixels": pa.array([bytes(range(8)), bytes(6), None], pa.binary()), "height": [2, 2, 1],
+                      "width": [2, 2, 1]})  # fmt: skip
+    chunked = pa.concat_tables([table.slice(0, 1), table.slice(0, 1)])  # two chunks, the second at an offset
+    assert [image.tolist() for image in table_images(chunked)] == [[[256, 770], [1284, 1798]]] * 2
+    with pytest.raises(ValueError, match="Row 1 of the batch: 6 bytes of pixels for a 2 x 2 16-bit image"):
+        table_images(table.slice(0, 2))
+    with pytest.raises(ValueError, match="Row 0 of the batch: no pixels"):
+        table_images(table.slice(2))
 
 
 def test_native_regions_hold_each_image_top_left_and_cut_large_ones_per_epoch():

@@ -12,6 +12,7 @@ import torch
 from transformers import ViTMAEConfig
 
 SCRIPT = Path(__file__).parents[1] / "bench" / "gpu_check.sh"
+sys.path.insert(0, str(SCRIPT.parent))  # as when run: the bench scripts import each other
 spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT.with_suffix(".py"))
 gpu_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_check)
@@ -30,6 +31,7 @@ def test_without_a_gpu_the_check_says_so_and_dry_runs_every_part(tmp_path):
     assert report["bf16_vs_fp32"]["relative_difference"] < 0.05
     feed = report["feed_rate"]
     assert feed["loader_images_per_s_per_core"] > 0 and feed["device_views_images_per_s"] > 0
+    assert feed["loader_images_per_s_with_workers"] > 0 and feed["loader_cpu_ms_per_image"] > 0
     miram_rate = report["throughput"]["miram_[1,2]_112"]["images_per_s"]
     cores = miram_rate / feed["loader_images_per_s_per_core"]
     assert feed["loader_cores_for_miram"] == pytest.approx(cores, abs=1e-3) and "loader cores MIRAM" in result.stdout

@@ -7,6 +7,8 @@ from transformers import AutoConfig, AutoModelForPreTraining, ViTMAEConfig, ViTM
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEEmbeddings
 
 from miram_hf import MammographyImageProcessor, MiramConfig
+from miram_hf.data.raw_pixels import RAW_PIXEL_FEATURES
+from miram_hf.training import device_views
 from miram_hf.training.methods import METHODS, MaskedPatches, Views, WholeImages, citations_for, pretraining_method
 from miram_hf.training.presets import initialize_vit_mae, pretraining_config
 from miram_hf.training.pretraining_data import epoch_batches, pretraining_dataset
@@ -101,6 +103,28 @@ def test_processes_get_disjoint_equal_shards_and_skipping_resumes_the_order():
     assert rows_of(epoch_batches(dataset, collator, 4, epoch=0, process_index=1, num_processes=2, skip=2)) == []
     next_epoch = rows_of(epoch_batches(dataset, collator, 4, epoch=1, process_index=0, num_processes=2))
     assert next_epoch != shards[0]
+
+
+def test_the_device_path_reads_raw_pixels_as_arrow_batches_in_the_order_of_the_rows(tmp_path, monkeypatch):
+    """`NativeRegionCollator` gets a map-style dataset of raw pixels one Arrow slice a batch (never a row), in the
+    order, shards and resumed places of the rows, with or without loader workers."""
+    count = 21
+    pixels = [np.full((2, 3), row, "<u2").tobytes() for row in range(count)]
+    features = datasets.Features({"row": datasets.Value("int64"), **RAW_PIXEL_FEATURES})
+    columns = {"row": list(range(count)), "pixels": pixels, "height": [2] * count, "width": [3] * count}
+    datasets.Dataset.from_dict(columns, features=features).to_parquet(str(tmp_path / "raw.parquet"))
+    raw = datasets.load_dataset("parquet", data_files=str(tmp_path / "raw.parquet"), split="train")
+    monkeypatch.setattr(device_views, "row_image", lambda row: pytest.fail("a row reached the collator"))
+    collator = device_views.NativeRegionCollator(region_size=4, seed=RowCollator.seed)
+    for workers in (0, 2):
+        for process in (0, 1):
+            expected = rows_of(epoch_batches(raw, RowCollator(), 4, epoch=1, process_index=process, num_processes=2,
+                                             skip=1))  # fmt: skip
+            batches = list(epoch_batches(raw, collator, 4, epoch=1, process_index=process, num_processes=2, skip=1,
+                                         num_workers=workers))  # fmt: skip
+            rows = [int(row) for batch in batches for row in batch["native_pixels"][:, 0, 0]]
+            assert len(expected) == 4 and rows == expected
+            assert all(batch["native_extent"].tolist() == [[2, 3]] * 4 for batch in batches)
 
 
 def test_a_stream_is_split_across_processes_and_skipping_resumes_it():

@@ -5,6 +5,7 @@ from them is the same."""
 
 import datasets
 import numpy as np
+import pyarrow as pa
 
 from ..processing.image_processing_mammography import to_array
 
@@ -39,4 +40,27 @@ def row_image(row: dict) -> np.ndarray:
     return np.asarray(row["image"])
 
 
-__all__ = ["RAW_PIXEL_FEATURES", "row_image", "to_raw_pixels"]
+def table_images(table: pa.Table) -> list[np.ndarray]:
+    """The images of a batch of raw-pixel rows read as Arrow (`dataset.with_format("arrow")[indices]`), each a view of
+    the table's buffers: no copy, and for a dataset on disk, pages of its memory map. Raises ValueError (naming the
+    row of the batch) for a row whose pixels are missing or do not fill its height x width."""
+    pixels = []
+    for chunk in table.column("pixels").chunks:
+        _, offsets, data = chunk.buffers()
+        offset_type = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+        ends = np.frombuffer(offsets, offset_type)[chunk.offset : chunk.offset + len(chunk) + 1].tolist()
+        values = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+        valid = chunk.is_valid().to_pylist() if chunk.null_count else [True] * len(chunk)
+        bounds = zip(ends[:-1], ends[1:], valid, strict=True)
+        pixels += [values[start:end] if is_valid else None for start, end, is_valid in bounds]
+    images = []
+    shapes = zip(table.column("height").to_pylist(), table.column("width").to_pylist(), strict=True)
+    for index, (values, (height, width)) in enumerate(zip(pixels, shapes, strict=True)):
+        if values is None or values.size != 2 * height * width:
+            found = "no pixels" if values is None else f"{values.size} bytes of pixels"
+            raise ValueError(f"Row {index} of the batch: {found} for a {height} x {width} 16-bit image.")
+        images.append(values.view("<u2").reshape(height, width))
+    return images
+
+
+__all__ = ["RAW_PIXEL_FEATURES", "row_image", "table_images", "to_raw_pixels"]

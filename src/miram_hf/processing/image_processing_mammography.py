@@ -267,6 +267,12 @@ def box_mean(array: np.ndarray, factor: int) -> torch.Tensor:
     return torch.from_numpy(sums)
 
 
+def integer_top_value(largest: int) -> float:
+    """2**bits - 1 for the smallest of 8, 10, 12, 14 and 16 bits that holds `largest` (0..65535): the value an integer
+    image without a stored bit depth is scaled by."""
+    return float(2 ** next(bits for bits in (8, 10, 12, 14, 16) if largest < 2**bits) - 1)
+
+
 def to_array(image) -> tuple[np.ndarray, float]:
     """Any supported input -> (2-D array, the value that maps to 1). Integer data keeps its type; its top value is
     2**bits - 1 for the real bit depth (BitsStored for DICOM; else the smallest of 8, 10, 12, 14, 16 bits that holds
@@ -291,10 +297,9 @@ def to_array(image) -> tuple[np.ndarray, float]:
         raise ValueError(f"Empty image of shape {image.shape}.")
     if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
         low, top = int(array.min()), int(array.max())
-        bits = next((b for b in (8, 10, 12, 14, 16) if top < 2**b), None)
-        if low < 0 or bits is None:
+        if low < 0 or top > 65535:
             raise ValueError(f"Integer image values must lie in 0..65535, got {low}..{top}.")
-        return array.astype(np.uint16, copy=False), float(2**bits - 1)
+        return array.astype(np.uint16, copy=False), integer_top_value(top)
     array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         raise ValueError("Image contains NaN or infinite values.")

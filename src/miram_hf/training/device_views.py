@@ -12,14 +12,15 @@ import math
 import zlib
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch.nn import functional
 from torch.utils.data import get_worker_info
 
-from ..data.raw_pixels import row_image
+from ..data.raw_pixels import row_image, table_images
 from ..processing import MammographyImageProcessor
 from ..processing.augmentations import random_crop_regions
-from ..processing.image_processing_mammography import to_array
+from ..processing.image_processing_mammography import integer_top_value, to_array
 from .seeding import derived_seed
 from .views import normalization_statistics
 
@@ -28,24 +29,33 @@ MAX_SUPERSAMPLING = 4
 
 
 class NativeRegionCollator:
-    """Rows with an `image` (or raw `pixels`) -> `native_pixels` (batch, size, size) uint16 holding each image's
-    pixels from the top-left corner, zero beyond; `native_extent` (batch, 2), the rows and columns each image fills;
-    `top_values` (batch,), the 2**bits - 1 of each image's bit depth that the processor scales by.
+    """Rows with an `image` (or raw `pixels`), or an Arrow batch of raw-pixel rows -> `native_pixels` (batch, size,
+    size) uint16 holding each image's pixels from the top-left corner, zero beyond; `native_extent` (batch, 2), the
+    rows and columns each image fills; `top_values` (batch,), the 2**bits - 1 of each image's bit depth that the
+    processor scales by.
 
     An image larger than `region_size` gives a `region_size` region of it, at a place drawn from (seed, epoch, the
     image's content), so that the epochs see all of it. Set `epoch` before each epoch.
+
+    An Arrow batch (what `epoch_batches` reads from a map-style dataset of raw pixels) is copied straight from the
+    dataset's memory map, without Python bytes per row. With `pin_memory` (training on a GPU) the batch is written
+    into pinned memory from CUDA's caching host allocator: its blocks are reused, so that the loader neither touches
+    new pages for every batch (most of its cost otherwise) nor copies the batch again to pin it.
     """
 
-    def __init__(self, region_size: int = 512, seed: int = 0):
-        self.region_size, self.seed, self.epoch = region_size, seed, 0
+    def __init__(self, region_size: int = 512, seed: int = 0, pin_memory: bool = False):
+        self.region_size, self.seed, self.epoch, self.pin_memory = region_size, seed, 0, pin_memory
 
-    def __call__(self, rows: list[dict]) -> dict:
-        native = shared_if_in_worker((len(rows), self.region_size, self.region_size), torch.uint16)
-        extent = torch.empty(len(rows), 2, dtype=torch.int64)
-        top_values = torch.empty(len(rows))
+    def __call__(self, rows: list[dict] | pa.Table) -> dict:
+        if isinstance(rows, pa.Table):  # raw pixels by schema: 16-bit, whatever their bit depth
+            images = [(image, integer_top_value(int(image.max()))) for image in table_images(rows)]
+        else:
+            images = [to_array(row_image(row)) for row in rows]
+        native = batch_tensor((len(images), self.region_size, self.region_size), torch.uint16, self.pin_memory)
+        extent = torch.empty(len(images), 2, dtype=torch.int64)
+        top_values = torch.tensor([top_value for _, top_value in images], dtype=torch.float32)
         pixels = native.numpy()
-        for index, row in enumerate(rows):
-            array, top_values[index] = to_array(row_image(row))
+        for index, (array, _) in enumerate(images):
             if array.dtype != np.uint16:
                 raise ValueError(f"A {array.dtype} image: the device path takes integer images (0..65535).")
             region = self.region_of(array)
@@ -78,11 +88,11 @@ def view_draws(
     return *regions, torch.rand(count, generator=generator) < 0.5
 
 
-def shared_if_in_worker(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised tensor, in shared memory inside a loader worker: the main process then maps the batch instead
-    of the worker copying it there (what `default_collate` does for its batches)."""
+def batch_tensor(shape: tuple[int, ...], dtype: torch.dtype, pin_memory: bool = False) -> torch.Tensor:
+    """An uninitialised tensor for a batch: in shared memory inside a loader worker, where the main process then maps
+    it instead of the worker copying it there (what `default_collate` does for its batches); else pinned if asked."""
     if get_worker_info() is None:
-        return torch.empty(shape, dtype=dtype)
+        return torch.empty(shape, dtype=dtype, pin_memory=pin_memory)
     storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
     return torch.tensor([], dtype=dtype).set_(storage).view(shape)
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import datasets
 from datasets.distributed import split_dataset_by_node
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader
 from transformers import BatchFeature
 
 from ..data import BUILDERS, load_mammography, pretraining_mixture
 from ..data.mixtures import MIXTURES
 from ..data.raw_pixels import RAW_PIXEL_FEATURES
+from .device_views import NativeRegionCollator
 from .seeding import derived_seed
 
 
@@ -83,7 +84,7 @@ def epoch_batches(
     epoch), split across processes (`split_dataset_by_node`) and collated (`views.py`'s collators, or
     `NativeRegionCollator`; the collator's `epoch` is set for its draws). A map-style dataset gives every process the
     same number of full batches; a streamed one gives each process its part of the stream (whole shards when they
-    divide evenly)."""
+    divide evenly). `NativeRegionCollator` gets a map-style dataset's raw pixels as one Arrow slice a batch."""
     seed = collator.seed
     if isinstance(dataset, datasets.IterableDataset):
         shuffled = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
@@ -101,8 +102,13 @@ def epoch_batches(
                                       num_processes)  # fmt: skip
         shard = shard.select(range(skip * batch_size, count * batch_size))
     collator.epoch = epoch
-    loader = DataLoader(shard, batch_size=batch_size, collate_fn=collator, num_workers=num_workers, drop_last=True,
-                        pin_memory=pin_memory)  # fmt: skip
+    batching = {"batch_size": batch_size, "drop_last": True}
+    raw_pixels = set(RAW_PIXEL_FEATURES) <= set(shard.column_names)
+    if isinstance(collator, NativeRegionCollator) and isinstance(shard, datasets.Dataset) and raw_pixels:
+        # the loader fetches each batch's rows at once, as zero-copy Arrow slices of the memory-mapped dataset
+        shard, batching = shard.with_format("arrow"), {"sampler": BatchSampler(range(len(shard)), **batching),
+                                                       "batch_size": None}  # fmt: skip
+    loader = DataLoader(shard, collate_fn=collator, num_workers=num_workers, pin_memory=pin_memory, **batching)
     return iter(loader)
 
 

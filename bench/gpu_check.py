@@ -8,9 +8,9 @@
    Table II compares 44 GB / 1.49 s with 76 GB / 1.80 s for its whole model).
 3. `bf16_vs_fp32`: MIRAM's loss on one fixed batch in fp32 and under bf16 autocast.
 4. `feed_rate`: `pretrain.py --augment_on_device` with raw 16-bit 512 px crops in parquet, batch 256: the loader's
-   images/s (`epoch_batches` with `NativeRegionCollator`, batches pinned as on a GPU) in the main process on one core
-   and with 4 workers, its CPU time per image, the device's images/s for the views (`device_views`, MIRAM [1, 2] at
-   112 px), and from them the loader cores that MIRAM's training rate (part 1) needs and the share of its step the
+   images/s (`PretrainingLoader` with `NativeRegionCollator`, batches pinned as on a GPU) in the main process on one
+   core and with 4 workers, its CPU time per image, the device's images/s for the views (`device_views`, MIRAM [1, 2]
+   at 112 px), and from them the loader cores that MIRAM's training rate (part 1) needs and the share of its step the
    views take.
 
 Without a GPU, `--dry-run` runs every part on the CPU at toy sizes, so that the script is known to work before a GPU
@@ -33,7 +33,7 @@ from miram_hf.data.raw_pixels import RAW_PIXEL_FEATURES
 from miram_hf.data.synthetic import phantom_crops
 from miram_hf.modeling.miram.modeling_miram import MiramLayer
 from miram_hf.training.device_views import NativeRegionCollator, device_views
-from miram_hf.training.pretraining_data import epoch_batches
+from miram_hf.training.pretraining_data import PretrainingLoader
 
 # Dense bf16 tensor-core peaks (no sparsity), from the vendors' data sheets.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
@@ -186,7 +186,7 @@ def measure_feed_rate(device: torch.device, dry_run: bool, training_images_per_s
         dataset = raw_crops(side, count, folder)
         main_rate, cpu_per_image = epoch_rate(dataset, NativeRegionCollator(side, pin_memory=pinned), batch, 0)
         workers_rate, _ = epoch_rate(dataset, NativeRegionCollator(side, pin_memory=pinned), batch, workers)
-        native = next(epoch_batches(dataset, NativeRegionCollator(side, pin_memory=pinned), batch, epoch=0))
+        native = next(PretrainingLoader(dataset, NativeRegionCollator(side, pin_memory=pinned), batch).epoch(0))
     torch.set_num_threads(threads)
     if native["native_pixels"].is_pinned() != pinned:
         raise RuntimeError(f"The loader's batch is {'not ' * pinned}pinned on {device}.")

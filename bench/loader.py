@@ -1,5 +1,6 @@
 """Images per second of the pretraining data path, and its CPU time per image: prepared parquet of 16-bit crops,
-read by `epoch_batches` (the loader of `scripts/pretrain.py`) with 0, 1 or 2 workers, through each method's collator:
+read by `PretrainingLoader` (the loader of `scripts/pretrain.py`) with 0, 1 or 2 workers, through each method's
+collator:
 
 - `miram`: MAE's random resized crop and flip from the native pixels, then 112 px and the 224 px target (MIRAM [1, 2]);
 - `two_views`: the processor to 224 px, then two augmented views (BYOL, MoCo v3, SimCLR);
@@ -11,15 +12,16 @@ read by `epoch_batches` (the loader of `scripts/pretrain.py`) with 0, 1 or 2 wor
 
 The crops are phantom breast tissue at 256, 512 and 1024 px (16-bit PNG in parquet, as prepare_data.py writes them by
 default, or raw).
-Each figure is the second epoch's (memory maps and caches warm), its workers' start included: images/s divided by
-the processes working (the main one with 0 workers, the workers otherwise), and the CPU time of all the processes
-(the main one's and its workers') per image. Next to a model's training images/s (bench/model_step.py,
+Each figure is the second epoch's (workers started, memory maps and caches warm): images/s divided by the processes
+working (the main one with 0 workers, the workers otherwise), and the CPU time of all the processes (the main one's
+and its workers') per image. Next to a model's training images/s (bench/model_step.py,
 bench/gpu_check.sh) the cores needed to feed a GPU follow.
 
     python bench/loader.py --images 64 --batch-size 16
 """
 
 import argparse
+import gc
 import json
 import platform
 import resource
@@ -35,7 +37,7 @@ from miram_hf import MammographyImageProcessor
 from miram_hf.data.raw_pixels import to_raw_pixels
 from miram_hf.data.synthetic import phantom_crops
 from miram_hf.training.device_views import NativeRegionCollator, device_views
-from miram_hf.training.pretraining_data import epoch_batches
+from miram_hf.training.pretraining_data import PretrainingLoader
 from miram_hf.training.views import MultiViewCollator, PretrainingCollator
 
 
@@ -73,12 +75,22 @@ def cpu_seconds() -> float:
 
 
 def epoch_rate(dataset, collator, batch_size: int, workers: int) -> tuple[float, float]:
-    """(images/s, CPU seconds an image) of the second epoch of `epoch_batches`."""
-    for epoch in range(2):
-        start, cpu_start, count = time.perf_counter(), cpu_seconds(), 0
-        for batch in epoch_batches(dataset, collator, batch_size, epoch, num_workers=workers):
-            count += len(next(iter(batch.values())))
-    return count / (time.perf_counter() - start), (cpu_seconds() - cpu_start) / count
+    """(images/s, CPU seconds an image) of the second epoch of `PretrainingLoader`: workers started, memory maps and
+    caches warm, as through most of a long run. Workers' CPU time is counted once they have ended, so the second
+    epoch's is that of a loader run for two epochs less that of one run for the first alone."""
+    cpu = []
+    for epochs in (1, 2):
+        cpu_start = cpu_seconds()
+        loader = PretrainingLoader(dataset, collator, batch_size, num_workers=workers)
+        for epoch in range(epochs):
+            start, count = time.perf_counter(), 0
+            for batch in loader.epoch(epoch):
+                count += len(next(iter(batch.values())))
+            seconds = time.perf_counter() - start
+        del loader
+        gc.collect()  # the loader's workers end
+        cpu.append(cpu_seconds() - cpu_start)
+    return count / seconds, (cpu[1] - cpu[0]) / count
 
 
 def main() -> None:

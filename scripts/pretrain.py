@@ -76,8 +76,8 @@ from miram_hf.training.presets import (
     pretraining_processor,
 )
 from miram_hf.training.pretraining_data import (
+    PretrainingLoader,
     batches_per_epoch,
-    epoch_batches,
     pretraining_dataset,
 )
 
@@ -315,15 +315,15 @@ def pretrain(
     # row of every image (a few hundred bytes an image, not the batch)
     seen = {"images": 0, "pixel_crc32": 0}
 
+    loader = PretrainingLoader(dataset, collator, batch_size, accelerator.process_index, accelerator.num_processes,
+                               data_args.shuffle_buffer_size, training_args.dataloader_num_workers, on_gpu)  # fmt: skip
+
     def batches():
         """Micro-batches from the saved position on, epoch after epoch; the position is tracked in `progress`."""
         while True:
             skip = progress["batches_in_epoch"]
             produced = False
-            for batch in epoch_batches(
-                dataset, collator, batch_size, progress["epoch"], accelerator.process_index, accelerator.num_processes,
-                skip, data_args.shuffle_buffer_size, training_args.dataloader_num_workers, on_gpu,
-            ):  # fmt: skip
+            for batch in loader.epoch(progress["epoch"], skip):
                 produced = True
                 batch_index = progress["batches_in_epoch"]
                 progress["batches_in_epoch"] += 1

@@ -1,7 +1,10 @@
+import os
+
 import datasets
 import numpy as np
 import pytest
 import torch
+from datasets.distributed import split_dataset_by_node
 from tiny_configs import tiny_vit_mae_config
 from transformers import AutoConfig, AutoModelForPreTraining, ViTMAEConfig, ViTMAEForPreTraining
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEEmbeddings
@@ -11,8 +14,8 @@ from miram_hf.data.raw_pixels import RAW_PIXEL_FEATURES
 from miram_hf.training import device_views
 from miram_hf.training.methods import METHODS, MaskedPatches, Views, WholeImages, citations_for, pretraining_method
 from miram_hf.training.presets import initialize_vit_mae, pretraining_config
-from miram_hf.training.pretraining_data import epoch_batches, pretraining_dataset
-from miram_hf.training.seeding import mask_noise
+from miram_hf.training.pretraining_data import PretrainingLoader, pretraining_dataset
+from miram_hf.training.seeding import derived_seed, mask_noise
 from miram_hf.training.views import MultiViewCollator, PretrainingCollator
 
 
@@ -91,18 +94,56 @@ def test_views_are_reproducible_per_epoch_and_differ_across_epochs():
     assert [target.shape[-1] for target in first["target_pixel_values"]] == [16, 32]
 
 
+def epoch_rows(
+    dataset,
+    collator,
+    batch_size: int,
+    epoch: int,
+    process_index: int = 0,
+    num_processes: int = 1,
+    skip: int = 0,
+    **loading,
+) -> list:
+    loader = PretrainingLoader(dataset, collator, batch_size, process_index, num_processes, **loading)
+    return rows_of(loader.epoch(epoch, skip))
+
+
 def test_processes_get_disjoint_equal_shards_and_skipping_resumes_the_order():
     collator = RowCollator()
     dataset = numbered_rows(21)  # 10 per process, 2 full batches of 4 each, every epoch
-    shards = [rows_of(epoch_batches(dataset, collator, 4, epoch=0, process_index=i, num_processes=2)) for i in (0, 1)]
+    shards = [epoch_rows(dataset, collator, 4, epoch=0, process_index=i, num_processes=2) for i in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == 8 and not set(shards[0]) & set(shards[1])
-    assert (
-        rows_of(epoch_batches(dataset, collator, 4, epoch=0, process_index=1, num_processes=2, skip=1)) == shards[1][4:]
-    )
+    assert epoch_rows(dataset, collator, 4, epoch=0, process_index=1, num_processes=2, skip=1) == shards[1][4:]
     # a checkpoint saved right after the epoch's last batch resumes with nothing left of that epoch
-    assert rows_of(epoch_batches(dataset, collator, 4, epoch=0, process_index=1, num_processes=2, skip=2)) == []
-    next_epoch = rows_of(epoch_batches(dataset, collator, 4, epoch=1, process_index=0, num_processes=2))
-    assert next_epoch != shards[0]
+    assert epoch_rows(dataset, collator, 4, epoch=0, process_index=1, num_processes=2, skip=2) == []
+    assert epoch_rows(dataset, collator, 4, epoch=1, process_index=0, num_processes=2) != shards[0]
+    # the order is datasets' own: shuffle(seed), whole batches, split_dataset_by_node
+    shuffled = dataset.shuffle(seed=derived_seed(RowCollator.seed, 1)).select(range(16))
+    assert (
+        epoch_rows(dataset, collator, 4, epoch=1, process_index=1, num_processes=2)
+        == (split_dataset_by_node(shuffled, 1, 2)["row"])
+    )
+
+
+class WorkerCollator(RowCollator):
+    """A batch says which process collated it, in which epoch."""
+
+    def __call__(self, rows: list[dict]) -> dict:
+        return {"rows": super().__call__(rows), "epoch": self.epoch, "process": os.getpid()}
+
+
+def test_loader_workers_persist_across_epochs_and_collate_each_with_its_epoch():
+    dataset = numbered_rows(16)
+    reference = PretrainingLoader(dataset, WorkerCollator(), 4)
+    loader = PretrainingLoader(dataset, WorkerCollator(), 4, num_workers=2)
+    processes = set()
+    for epoch in range(3):
+        expected = list(reference.epoch(epoch, skip=epoch % 2))
+        batches = list(loader.epoch(epoch, skip=epoch % 2))
+        assert [batch["rows"] for batch in batches] == [batch["rows"] for batch in expected] and batches
+        assert {batch["epoch"] for batch in batches} == {epoch} and os.getpid() not in processes
+        processes |= {batch["process"] for batch in batches}
+    assert len(processes) == 2  # the same two workers served all three epochs
 
 
 def test_the_device_path_reads_raw_pixels_as_arrow_batches_in_the_order_of_the_rows(tmp_path, monkeypatch):
@@ -118,10 +159,9 @@ def test_the_device_path_reads_raw_pixels_as_arrow_batches_in_the_order_of_the_r
     collator = device_views.NativeRegionCollator(region_size=4, seed=RowCollator.seed)
     for workers in (0, 2):
         for process in (0, 1):
-            expected = rows_of(epoch_batches(raw, RowCollator(), 4, epoch=1, process_index=process, num_processes=2,
-                                             skip=1))  # fmt: skip
-            batches = list(epoch_batches(raw, collator, 4, epoch=1, process_index=process, num_processes=2, skip=1,
-                                         num_workers=workers))  # fmt: skip
+            expected = epoch_rows(raw, RowCollator(), 4, epoch=1, process_index=process, num_processes=2, skip=1)
+            loader = PretrainingLoader(raw, collator, 4, process_index=process, num_processes=2, num_workers=workers)
+            batches = list(loader.epoch(1, skip=1))
             rows = [int(row) for batch in batches for row in batch["native_pixels"][:, 0, 0]]
             assert len(expected) == 4 and rows == expected
             assert all(batch["native_extent"].tolist() == [[2, 3]] * 4 for batch in batches)
@@ -131,13 +171,12 @@ def test_a_stream_is_split_across_processes_and_skipping_resumes_it():
     collator = RowCollator()
     stream = numbered_rows(24).to_iterable_dataset(num_shards=4)
     shards = [
-        rows_of(epoch_batches(stream, collator, 4, epoch=0, process_index=i, num_processes=2, shuffle_buffer_size=8))
+        epoch_rows(stream, collator, 4, epoch=0, process_index=i, num_processes=2, shuffle_buffer_size=8)
         for i in (0, 1)
     ]
     assert sorted(shards[0] + shards[1]) == list(range(24)) and len(shards[0]) == 12
-    resumed = epoch_batches(stream, collator, 4, epoch=0, process_index=0, num_processes=2, skip=2,
-                            shuffle_buffer_size=8)  # fmt: skip
-    assert rows_of(resumed) == shards[0][8:]
+    resumed = epoch_rows(stream, collator, 4, epoch=0, process_index=0, num_processes=2, skip=2, shuffle_buffer_size=8)
+    assert resumed == shards[0][8:]
 
 
 def test_a_mixture_needs_named_folders():

@@ -37,7 +37,7 @@ class NativeRegionCollator:
     An image larger than `region_size` gives a `region_size` region of it, at a place drawn from (seed, epoch, the
     image's content), so that the epochs see all of it. Set `epoch` before each epoch.
 
-    An Arrow batch (what `epoch_batches` reads from a map-style dataset of raw pixels) is copied straight from the
+    An Arrow batch (what `PretrainingLoader` reads from a map-style dataset of raw pixels) is copied straight from the
     dataset's memory map, without Python bytes per row. With `pin_memory` (training on a GPU) the batch is written
     into pinned memory from CUDA's caching host allocator: its blocks are reused, so that the loader neither touches
     new pages for every batch (most of its cost otherwise) nor copies the batch again to pin it.

@@ -6,8 +6,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import datasets
+import numpy as np
+import torch
 from datasets.distributed import split_dataset_by_node
-from torch.utils.data import BatchSampler, DataLoader
+from torch.utils.data import DataLoader
 from transformers import BatchFeature
 
 from ..data import BUILDERS, load_mammography, pretraining_mixture
@@ -68,48 +70,82 @@ def batches_per_epoch(dataset: datasets.Dataset, batch_size: int, num_processes:
     return count
 
 
-def epoch_batches(
-    dataset: datasets.Dataset | datasets.IterableDataset,
-    collator: Callable[[list[dict]], dict],
-    batch_size: int,
-    epoch: int,
-    process_index: int = 0,
-    num_processes: int = 1,
-    skip: int = 0,
-    shuffle_buffer_size: int = 1000,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-) -> Iterator[BatchFeature]:
-    """This process's batches of `epoch`, the first `skip` left out: the dataset shuffled by (the collator's seed,
-    epoch), split across processes (`split_dataset_by_node`) and collated (`views.py`'s collators, or
-    `NativeRegionCollator`; the collator's `epoch` is set for its draws). A map-style dataset gives every process the
-    same number of full batches; a streamed one gives each process its part of the stream (whole shards when they
-    divide evenly). `NativeRegionCollator` gets a map-style dataset's raw pixels as one Arrow slice a batch."""
-    seed = collator.seed
-    if isinstance(dataset, datasets.IterableDataset):
-        shuffled = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
-        rows_to_skip = skip * batch_size
-        if shuffled.num_shards % num_processes:  # split row by row: datasets then skips rows of the whole stream
-            rows_to_skip *= num_processes
-        shard = split_dataset_by_node(shuffled, process_index, num_processes).skip(rows_to_skip)
-        shard.set_epoch(epoch)
-    else:
-        count = batches_per_epoch(dataset, batch_size, num_processes)
-        if skip >= count:  # saved right at the end of the epoch: nothing of it is left
-            return iter(())
-        shuffled = dataset.shuffle(seed=derived_seed(seed, epoch))
-        shard = split_dataset_by_node(shuffled.select(range(count * batch_size * num_processes)), process_index,
-                                      num_processes)  # fmt: skip
-        shard = shard.select(range(skip * batch_size, count * batch_size))
-    collator.epoch = epoch
-    batching = {"batch_size": batch_size, "drop_last": True}
-    raw_pixels = set(RAW_PIXEL_FEATURES) <= set(shard.column_names)
-    if isinstance(collator, NativeRegionCollator) and isinstance(shard, datasets.Dataset) and raw_pixels:
-        # the loader fetches each batch's rows at once, as zero-copy Arrow slices of the memory-mapped dataset
-        shard, batching = shard.with_format("arrow"), {"sampler": BatchSampler(range(len(shard)), **batching),
-                                                       "batch_size": None}  # fmt: skip
-    loader = DataLoader(shard, collate_fn=collator, num_workers=num_workers, pin_memory=pin_memory, **batching)
-    return iter(loader)
+class CollatedBatches(torch.utils.data.Dataset):
+    """A map-style dataset's batches, each collated where it is read (a loader worker or the main process), keyed by
+    (epoch, row indices): the epoch reaches the collator's draws in workers that persist across epochs.
+    `NativeRegionCollator` gets raw pixels as one zero-copy Arrow slice of the memory-mapped rows a batch."""
+
+    def __init__(self, rows: datasets.Dataset, collator: Callable):
+        self.collator = collator
+        raw_pixels = set(RAW_PIXEL_FEATURES) <= set(rows.column_names)
+        self.as_arrow = isinstance(collator, NativeRegionCollator) and raw_pixels
+        self.rows = rows.with_format("arrow") if self.as_arrow else rows
+
+    def __getitem__(self, key: tuple[int, list[int]]):
+        epoch, indices = key
+        self.collator.epoch = epoch
+        batch = self.rows[indices]
+        if self.as_arrow:
+            return self.collator(batch)
+        return self.collator([dict(zip(batch, row, strict=True)) for row in zip(*batch.values(), strict=True)])
 
 
-__all__ = ["batches_per_epoch", "epoch_batches", "pretraining_dataset"]
+def as_collated(batch):
+    """The loader's collate_fn: `CollatedBatches` returns batches already collated."""
+    return batch
+
+
+class PretrainingLoader:
+    """This process's batches, epoch by epoch (`epoch(epoch, skip)`: the epoch's batches, the first `skip` left out):
+    the dataset shuffled by (the collator's seed, epoch), split across processes and collated (`views.py`'s
+    collators, or `NativeRegionCollator`; the collator's `epoch` is set for its draws).
+
+    A map-style dataset gives every process the same number of full batches, and one DataLoader reads it for the
+    whole run: its workers persist across epochs, so that a small dataset trained for many epochs does not wait for
+    new workers every epoch. A streamed one gives each process its part of the stream (whole shards when they divide
+    evenly), read by a new DataLoader each epoch."""
+
+    def __init__(
+        self,
+        dataset: datasets.Dataset | datasets.IterableDataset,
+        collator: Callable[[list[dict]], dict],
+        batch_size: int,
+        process_index: int = 0,
+        num_processes: int = 1,
+        shuffle_buffer_size: int = 1000,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ):
+        self.dataset, self.collator, self.batch_size = dataset, collator, batch_size
+        self.process_index, self.num_processes = process_index, num_processes
+        self.shuffle_buffer_size = shuffle_buffer_size
+        self.loading = {"num_workers": num_workers, "pin_memory": pin_memory}
+        if isinstance(dataset, datasets.Dataset):
+            self.keys: list[tuple[int, list[int]]] = []  # this epoch's batches: the loader iterates it anew each epoch
+            self.loader = DataLoader(CollatedBatches(dataset, collator), sampler=self.keys, batch_size=None,
+                                     collate_fn=as_collated, persistent_workers=num_workers > 0,
+                                     **self.loading)  # fmt: skip
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[BatchFeature]:
+        seed = self.collator.seed
+        if isinstance(self.dataset, datasets.IterableDataset):
+            shuffled = self.dataset.shuffle(seed=seed, buffer_size=self.shuffle_buffer_size)
+            rows_to_skip = skip * self.batch_size
+            if shuffled.num_shards % self.num_processes:  # split row by row: datasets skips rows of the whole stream
+                rows_to_skip *= self.num_processes
+            shard = split_dataset_by_node(shuffled, self.process_index, self.num_processes).skip(rows_to_skip)
+            shard.set_epoch(epoch)
+            self.collator.epoch = epoch
+            return iter(DataLoader(shard, batch_size=self.batch_size, collate_fn=self.collator, drop_last=True,
+                                   **self.loading))  # fmt: skip
+        # datasets' `shuffle(seed)` order, cut to whole batches and split into contiguous blocks as
+        # `split_dataset_by_node` splits a map-style dataset
+        per_process = batches_per_epoch(self.dataset, self.batch_size, self.num_processes) * self.batch_size
+        order = np.random.default_rng(derived_seed(seed, epoch)).permutation(len(self.dataset))
+        shard = order[self.process_index * per_process : (self.process_index + 1) * per_process].tolist()
+        self.keys[:] = [(epoch, shard[start : start + self.batch_size])
+                        for start in range(skip * self.batch_size, per_process, self.batch_size)]  # fmt: skip
+        return iter(self.loader)
+
+
+__all__ = ["PretrainingLoader", "batches_per_epoch", "pretraining_dataset"]

@@ -68,29 +68,30 @@ def device_part_seconds(dataset, side: int, batch_size: int, rounds: int = 5) ->
     return float(np.median(timings)) / batch_size
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its children that have ended (an epoch's loader workers, once joined)."""
+def workers_cpu_seconds() -> float:
+    """CPU time of this process's children that have ended (a loader's workers, once joined)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
+    return children.ru_utime + children.ru_stime
 
 
 def epoch_rate(dataset, collator, batch_size: int, workers: int) -> tuple[float, float]:
     """(images/s, CPU seconds an image) of the second epoch of `PretrainingLoader`: workers started, memory maps and
-    caches warm, as through most of a long run. Workers' CPU time is counted once they have ended, so the second
-    epoch's is that of a loader run for two epochs less that of one run for the first alone."""
-    cpu = []
+    caches warm, as through most of a long run. The CPU time is the main process's in that epoch and its workers':
+    these are counted once they have ended, so theirs is that of a loader run for two epochs less that of one run for
+    the first alone."""
+    workers_cpu = []
     for epochs in (1, 2):
-        cpu_start = cpu_seconds()
+        workers_start = workers_cpu_seconds()
         loader = PretrainingLoader(dataset, collator, batch_size, num_workers=workers)
         for epoch in range(epochs):
-            start, count = time.perf_counter(), 0
+            start, main_start, count = time.perf_counter(), time.process_time(), 0
             for batch in loader.epoch(epoch):
                 count += len(next(iter(batch.values())))
-            seconds = time.perf_counter() - start
+            seconds, main_cpu = time.perf_counter() - start, time.process_time() - main_start
         del loader
         gc.collect()  # the loader's workers end
-        cpu.append(cpu_seconds() - cpu_start)
-    return count / seconds, (cpu[1] - cpu[0]) / count
+        workers_cpu.append(workers_cpu_seconds() - workers_start)
+    return count / seconds, (main_cpu + workers_cpu[1] - workers_cpu[0]) / count
 
 
 def main() -> None:

@@ -127,6 +127,7 @@ class PretrainingLoader:
                                      **self.loading)  # fmt: skip
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[BatchFeature]:
+        """The batches of `epoch`, the first `skip` (those a resumed run has trained on) left out."""
         seed = self.collator.seed
         if isinstance(self.dataset, datasets.IterableDataset):
             shuffled = self.dataset.shuffle(seed=seed, buffer_size=self.shuffle_buffer_size)

@@ -81,7 +81,7 @@ class CollatedBatches(torch.utils.data.Dataset):
         self.as_arrow = isinstance(collator, NativeRegionCollator) and raw_pixels
         self.rows = rows.with_format("arrow") if self.as_arrow else rows
 
-    def __getitem__(self, key: tuple[int, list[int]]):
+    def __getitem__(self, key: tuple[int, list[int]]) -> dict:
         epoch, indices = key
         self.collator.epoch = epoch
         batch = self.rows[indices]
@@ -90,7 +90,7 @@ class CollatedBatches(torch.utils.data.Dataset):
         return self.collator([dict(zip(batch, row, strict=True)) for row in zip(*batch.values(), strict=True)])
 
 
-def as_collated(batch):
+def as_collated(batch: dict) -> dict:
     """The loader's collate_fn: `CollatedBatches` returns batches already collated."""
     return batch
 

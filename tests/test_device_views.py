@@ -57,6 +57,8 @@ def test_raw_pixels_that_do_not_fill_their_image_are_named_by_row():
                       "width": [2, 2, 1]})  # fmt: skip
     chunked = pa.concat_tables([table.slice(0, 1), table.slice(0, 1)])  # two chunks, the second at an offset
     assert [image.tolist() for image in table_images(chunked)] == [[[256, 770], [1284, 1798]]] * 2
+    large = chunked.cast(pa.schema([("pixels", pa.large_binary()), ("height", pa.int64()), ("width", pa.int64())]))
+    assert [image.tolist() for image in table_images(large)] == [[[256, 770], [1284, 1798]]] * 2  # 64-bit offsets
     with pytest.raises(ValueError, match="Row 1 of the batch: 6 bytes of pixels for a 2 x 2 16-bit image"):
         table_images(table.slice(0, 2))
     with pytest.raises(ValueError, match="Row 0 of the batch: no pixels"):

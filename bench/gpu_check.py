@@ -11,13 +11,17 @@
    images/s (`PretrainingLoader` with `NativeRegionCollator`, batches pinned as on a GPU) in the main process on one
    core and with 4 workers, its CPU time per image, the device's images/s for the views (`device_views`, MIRAM [1, 2]
    at 112 px), and from them the loader cores that MIRAM's training rate (part 1) needs and the share of its step the
-   views take.
+   views take. The main process reads ahead in a thread, as `pretrain.py` does on a GPU.
+5. `pretraining`: `scripts/pretrain.py --augment_on_device` itself, ViT-B/16 MIRAM [1, 2] at 112 px from part 4's
+   crops, batch 256: images/s of its steady steps (loading, views, the step and its checks), and their share of the
+   model's images/s on a fixed batch (part 1): how much of the GPU the whole pipeline keeps busy.
 
 Without a GPU, `--dry-run` runs every part on the CPU at toy sizes, so that the script is known to work before a GPU
 is at hand (the test suite does this); its numbers mean nothing.
 """
 
 import argparse
+import importlib.util
 import json
 import tempfile
 import time
@@ -177,16 +181,21 @@ def raw_crops(side: int, count: int, folder: str) -> datasets.Dataset:
     return datasets.load_dataset("parquet", data_files=path, split="train")
 
 
-def measure_feed_rate(device: torch.device, dry_run: bool, training_images_per_s: float) -> dict:
-    side, count, batch, workers = (64, 32, 8, 1) if dry_run else (512, 2048, 256, 4)
-    pinned = device.type == "cuda"  # pretrain.py's loader pins on a GPU
+def feed_sizes(dry_run: bool) -> tuple[int, int, int]:
+    """Crop side, crops and batch of parts 4 and 5."""
+    return (64, 32, 8) if dry_run else (512, 2048, 256)
+
+
+def measure_feed_rate(device: torch.device, dry_run: bool, folder: str, training_images_per_s: float) -> dict:
+    (side, count, batch), workers = feed_sizes(dry_run), 1 if dry_run else 4
+    pinned = device.type == "cuda"  # pretrain.py's loader pins, and reads ahead, on a GPU
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one loader core
-    with tempfile.TemporaryDirectory() as folder:
-        dataset = raw_crops(side, count, folder)
-        main_rate, cpu_per_image = epoch_rate(dataset, NativeRegionCollator(side, pin_memory=pinned), batch, 0)
-        workers_rate, _ = epoch_rate(dataset, NativeRegionCollator(side, pin_memory=pinned), batch, workers)
-        native = next(PretrainingLoader(dataset, NativeRegionCollator(side, pin_memory=pinned), batch).epoch(0))
+    dataset = raw_crops(side, count, folder)
+    collator = NativeRegionCollator(side, pin_memory=pinned)
+    main_rate, cpu_per_image = epoch_rate(dataset, collator, batch, 0, read_ahead=pinned)
+    workers_rate, _ = epoch_rate(dataset, collator, batch, workers)
+    native = next(PretrainingLoader(dataset, collator, batch).epoch(0))
     torch.set_num_threads(threads)
     if native["native_pixels"].is_pinned() != pinned:
         raise RuntimeError(f"The loader's batch is {'not ' * pinned}pinned on {device}.")
@@ -209,6 +218,31 @@ def measure_feed_rate(device: torch.device, dry_run: bool, training_images_per_s
             "views_share_of_miram_step": round(training_images_per_s / device_rate, 4)}  # fmt: skip
 
 
+def measure_pretraining(dry_run: bool, folder: str, training_images_per_s: float) -> dict:
+    """`scripts/pretrain.py --augment_on_device` itself on part 4's crops, MIRAM [1, 2] at 112 px (ViT-B/16, one
+    channel): images/s of its steady steps, loading, views, finiteness checks and all, from the training seconds of a
+    long run less those of a short one (both have the same start and end, after a first run left out), and their
+    share of the model's images/s on a fixed batch (part 1)."""
+    spec = importlib.util.spec_from_file_location("pretrain", Path(__file__).parents[1] / "scripts" / "pretrain.py")
+    pretrain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pretrain)
+    side, _, batch = feed_sizes(dry_run)
+    steps = (2, 8) if dry_run else (10, 70)
+    seconds = []
+    for max_steps in (steps[0], *steps):  # the first run starts CUDA and its kernels
+        with tempfile.TemporaryDirectory() as output_dir:
+            progress = pretrain.main(
+                ["--model_config", "vit-micro" if dry_run else "vit-base", "--dataset", folder, "--augment_on_device",
+                 "--native_region_size", str(side), "--per_device_train_batch_size", str(batch),
+                 "--max_steps", str(max_steps), "--save_steps", str(max_steps), "--output_dir", output_dir,
+                 "--report_to", "none"]
+            )  # fmt: skip
+        seconds.append(progress["train_seconds"])
+    rate = batch * (steps[1] - steps[0]) / (seconds[2] - seconds[1])
+    return {"batch": batch, "steps": list(steps), "train_seconds": [round(value, 3) for value in seconds[1:]],
+            "images_per_s": round(rate, 1), "share_of_model_rate": round(rate / training_images_per_s, 4)}  # fmt: skip
+
+
 def table(report: dict) -> str:
     """The results as a Markdown table for bench/README.md."""
     lines = ["| measurement | value |", "| --- | --- |"]
@@ -229,6 +263,9 @@ def table(report: dict) -> str:
                  f"{feed['loader_images_per_s_with_workers']}; {feed['device_views_images_per_s']} |")  # fmt: skip
     lines.append(f"| loader cores MIRAM needs; views' share of its step | {feed['loader_cores_for_miram']}; "
                  f"{feed['views_share_of_miram_step']} |")  # fmt: skip
+    run = report["pretraining"]
+    lines.append(f"| pretrain.py --augment_on_device, batch {run['batch']}: images/s, share of the fixed-batch "
+                 f"rate | {run['images_per_s']}, {run['share_of_model_rate']} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -246,7 +283,9 @@ def main() -> None:
         "bf16_vs_fp32": measure_bf16_vs_fp32(device, args.dry_run),
     }
     miram_rate = report["throughput"]["miram_[1,2]_112"]["images_per_s"]
-    report["feed_rate"] = measure_feed_rate(device, args.dry_run, miram_rate)
+    with tempfile.TemporaryDirectory() as folder:
+        report["feed_rate"] = measure_feed_rate(device, args.dry_run, folder, miram_rate)
+        report["pretraining"] = measure_pretraining(args.dry_run, folder, miram_rate)
     args.output.mkdir(parents=True, exist_ok=True)
     name = "gpu_dry_run.json" if args.dry_run else f"gpu_{report['device'].replace(' ', '_')}.json"
     (args.output / name).write_text(json.dumps(report, indent=2))

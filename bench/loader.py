@@ -22,6 +22,7 @@ bench/gpu_check.sh) the cores needed to feed a GPU follow.
 
 import argparse
 import gc
+import itertools
 import json
 import platform
 import resource
@@ -74,24 +75,49 @@ def workers_cpu_seconds() -> float:
     return children.ru_utime + children.ru_stime
 
 
-def epoch_rate(dataset, collator, batch_size: int, workers: int) -> tuple[float, float]:
-    """(images/s, CPU seconds an image) of the second epoch of `PretrainingLoader`: workers started, memory maps and
-    caches warm, as through most of a long run. The CPU time is the main process's in that epoch and its workers':
-    these are counted once they have ended, so theirs is that of a loader run for two epochs less that of one run for
-    the first alone."""
-    workers_cpu = []
+def epoch_rate(
+    dataset, collator, batch_size: int, workers: int, read_ahead: bool = False, step_seconds: float = 0.0
+) -> tuple[float, float]:
+    """(images/s, CPU seconds an image) of the second epoch of `PretrainingLoader.batches`: workers started, memory
+    maps and caches warm, as through most of a long run. The CPU time is the main process's in that epoch (all its
+    threads) and its workers': these are counted once they have ended, so theirs is that of a loader run for two
+    epochs less that of one run for the first alone. With `step_seconds`, each batch is followed by a wait that stands
+    for a GPU's training step: it releases the GIL, as a wait on the device does."""
+    per_epoch, workers_cpu = len(dataset) // batch_size, []
     for epochs in (1, 2):
         workers_start = workers_cpu_seconds()
-        loader = PretrainingLoader(dataset, collator, batch_size, num_workers=workers)
-        for epoch in range(epochs):
+        loader = PretrainingLoader(dataset, collator, batch_size, num_workers=workers, read_ahead=read_ahead)
+        batches = loader.batches()
+        for _ in range(epochs):
             start, main_start, count = time.perf_counter(), time.process_time(), 0
-            for batch in loader.epoch(epoch):
+            for _, _, batch in itertools.islice(batches, per_epoch):
                 count += len(next(iter(batch.values())))
+                time.sleep(step_seconds)
             seconds, main_cpu = time.perf_counter() - start, time.process_time() - main_start
-        del loader
+        batches.close()
+        del loader, batches
         gc.collect()  # the loader's workers end
         workers_cpu.append(workers_cpu_seconds() - workers_start)
     return count / seconds, (main_cpu + workers_cpu[1] - workers_cpu[0]) / count
+
+
+def read_ahead_gain(dataset, collator, batch_size: int) -> dict:
+    """Images/s of the main process's loading followed by a stand-in GPU step as long as the loading, each batch
+    loaded after the step (straight) or by `read_ahead`'s thread during it: 0.5 and 1 times the loading's own rate
+    if nothing, or all, of the loading is hidden."""
+    loading_rate, _ = epoch_rate(dataset, collator, batch_size, 0)
+    step_seconds = batch_size / loading_rate
+    rates = {"loading_alone": loading_rate, "step_ms": 1000 * step_seconds}
+    for read_ahead in (False, True):
+        rate, cpu_per_image = epoch_rate(dataset, collator, batch_size, 0, read_ahead, step_seconds)
+        rates["read_ahead" if read_ahead else "straight"] = rate
+        rates[f"{'read_ahead' if read_ahead else 'straight'}_cpu_ms_per_image"] = 1000 * cpu_per_image
+    print(
+        f"  a step as long as the loading ({rates['step_ms']:.1f} ms a batch): loading alone "
+        f"{loading_rate:.0f} images/s, straight {rates['straight']:.0f}, read ahead {rates['read_ahead']:.0f} "
+        f"({rates['read_ahead_cpu_ms_per_image']:.3f} CPU ms an image)"
+    )
+    return {key: round(value, 3) for key, value in rates.items()}
 
 
 def main() -> None:
@@ -128,6 +154,10 @@ def main() -> None:
                     print(
                         f"{side:5d} px  {name:12s}  {workers} workers: {rate:7.1f} images/s, {per_core:7.1f} a core, "
                         f"{1000 * cpu_per_image:.3f} CPU ms an image"
+                    )
+                if name == "miram_device":
+                    report.setdefault("read_ahead", {})[f"{side} px"] = read_ahead_gain(
+                        stored[image_format], collator, args.batch_size
                     )
             device_ms = 1000 * device_part_seconds(stored["raw"], side, args.batch_size)
             report["device_part_ms_per_image_on_this_cpu"][f"{side} px"] = round(device_ms, 3)

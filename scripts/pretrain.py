@@ -316,31 +316,22 @@ def pretrain(
     seen = {"images": 0, "pixel_crc32": 0}
 
     loader = PretrainingLoader(dataset, collator, batch_size, accelerator.process_index, accelerator.num_processes,
-                               data_args.shuffle_buffer_size, training_args.dataloader_num_workers, on_gpu)  # fmt: skip
+                               data_args.shuffle_buffer_size, training_args.dataloader_num_workers, pin_memory=on_gpu,
+                               read_ahead=on_gpu)  # fmt: skip
 
     def batches():
         """Micro-batches from the saved position on, epoch after epoch; the position is tracked in `progress`."""
-        while True:
-            skip = progress["batches_in_epoch"]
-            produced = False
-            for batch in loader.epoch(progress["epoch"], skip):
-                produced = True
-                batch_index = progress["batches_in_epoch"]
-                progress["batches_in_epoch"] += 1
-                pixels = (
-                    batch["native_pixels"][:, :1] if data_args.augment_on_device else batch["pixel_values"][:, :, 0]
-                )
-                seen["images"] += len(pixels)
-                seen["pixel_crc32"] = zlib.crc32(pixels.numpy().tobytes(), seen["pixel_crc32"])
-                batch = send_to_device(batch, accelerator.device, non_blocking=True)
-                if data_args.augment_on_device:
-                    batch = device_views(batch, processor, seed, progress["epoch"], batch_index,
-                                         accelerator.process_index, tuple(data_args.crop_scale))  # fmt: skip
-                yield batch
-            if not produced and skip == 0:
-                raise ValueError(f"Process {accelerator.process_index} got no batch from {data_args.dataset}.")
-            progress["epoch"] += 1
-            progress["batches_in_epoch"] = 0
+        for epoch, batch_index, batch in loader.batches(progress["epoch"], progress["batches_in_epoch"]):
+            progress["epoch"], progress["batches_in_epoch"] = epoch, batch_index + 1
+            pixels = batch["native_pixels"][:, :1] if data_args.augment_on_device else batch["pixel_values"][:, :, 0]
+            seen["images"] += len(pixels)
+            seen["pixel_crc32"] = zlib.crc32(pixels.numpy().tobytes(), seen["pixel_crc32"])
+            # device_views reads the extents on the CPU
+            batch = send_to_device(batch, accelerator.device, non_blocking=True, skip_keys=["native_extent"])
+            if data_args.augment_on_device:
+                batch = device_views(batch, processor, seed, epoch, batch_index, accelerator.process_index,
+                                     tuple(data_args.crop_scale))  # fmt: skip
+            yield batch
 
     stream = batches()
     model.train()

@@ -1,4 +1,7 @@
+import itertools
 import os
+import threading
+import time
 
 import datasets
 import numpy as np
@@ -146,6 +149,71 @@ def test_loader_workers_persist_across_epochs_and_collate_each_with_its_epoch():
     assert len(processes) == 2  # the same two workers served all three epochs
 
 
+class CountingCollator(WorkerCollator):
+    """Counts the batches it has collated; fails on a batch holding `failing_row`."""
+
+    def __init__(self, failing_row: int | None = None):
+        self.collated, self.failing_row = 0, failing_row
+
+    def __call__(self, rows: list[dict]) -> dict:
+        self.collated += 1
+        if any(row["row"] == self.failing_row for row in rows):
+            raise OSError(f"row {self.failing_row} is unreadable")
+        return super().__call__(rows)
+
+
+def read_ahead_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "read_ahead"]
+
+
+def batch_rows(batches, count: int) -> list[tuple[int, int, list[int]]]:
+    return [(epoch, index, batch["rows"]) for epoch, index, batch in itertools.islice(batches, count)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_run_on_across_epochs_and_reading_them_ahead_gives_the_same(workers):
+    dataset, stream = numbered_rows(24), numbered_rows(24).to_iterable_dataset(num_shards=2)
+    for data in (dataset, stream):
+        straight = PretrainingLoader(data, WorkerCollator(), 4, num_workers=workers)
+        # epoch 1 from its third batch, then epochs 2 and 3 whole: what each epoch gives, in order
+        expected = [(epoch, index, batch["rows"]) for epoch, skip in [(1, 2), (2, 0), (3, 0)]
+                    for index, batch in enumerate(straight.epoch(epoch, skip), start=skip)]  # fmt: skip
+        assert batch_rows(straight.batches(1, skip=2), 16) == expected and len(expected) == 16
+        ahead = PretrainingLoader(data, WorkerCollator(), 4, num_workers=workers, read_ahead=True)
+        assert batch_rows(ahead.batches(1, skip=2), 16) == expected
+        # batches left unread: their thread stops before new batches read the same loader
+        left = ahead.batches(0)
+        assert batch_rows(left, 1) == batch_rows(straight.batches(0), 1) and len(read_ahead_threads()) == 1
+        again = ahead.batches(1, skip=2)
+        assert not read_ahead_threads()
+        assert batch_rows(again, 16) == expected
+        again.close()
+        assert not read_ahead_threads()
+
+
+def test_reading_ahead_loads_while_the_caller_waits_and_raises_its_errors_in_the_caller():
+    collator = CountingCollator()
+    batches = PretrainingLoader(numbered_rows(40), collator, 4, read_ahead=True).batches()
+    next(batches)
+    waited = 0.0
+    while collator.collated < 4 and waited < 10:  # the one handed over, two waiting, one more being handed over
+        time.sleep(0.01)
+        waited += 0.01
+    assert collator.collated == 4 and len(read_ahead_threads()) == 1
+    batches.close()
+    assert not read_ahead_threads() and collator.collated == 4
+    failing = PretrainingLoader(numbered_rows(40), CountingCollator(failing_row=0), 4, read_ahead=True)
+    with pytest.raises(OSError, match="row 0 is unreadable"):
+        list(itertools.islice(failing.batches(), 20))
+    assert not read_ahead_threads()
+
+
+def test_a_process_whose_part_of_a_stream_holds_no_batch_is_told_so():
+    stream = numbered_rows(3).to_iterable_dataset(num_shards=1)
+    with pytest.raises(ValueError, match="Process 1 got no batch of 4 in epoch 5"):
+        next(PretrainingLoader(stream, RowCollator(), 4, process_index=1, num_processes=2).batches(5))
+
+
 def test_the_device_path_reads_raw_pixels_as_arrow_batches_in_the_order_of_the_rows(tmp_path, monkeypatch):
     """`NativeRegionCollator` gets a map-style dataset of raw pixels one Arrow slice a batch (never a row), in the
     order, shards and resumed places of the rows, with or without loader workers."""
@@ -177,6 +245,12 @@ def test_a_stream_is_split_across_processes_and_skipping_resumes_it():
     assert sorted(shards[0] + shards[1]) == list(range(24)) and len(shards[0]) == 12
     resumed = epoch_rows(stream, collator, 4, epoch=0, process_index=0, num_processes=2, skip=2, shuffle_buffer_size=8)
     assert resumed == shards[0][8:]
+    # read by loader workers, which datasets gives the shards in turns (and skips rows in each)
+    whole = list(PretrainingLoader(stream, WorkerCollator(), 4, num_workers=2).epoch(1))
+    assert len({batch["process"] for batch in whole}) == 2 and len(whole) == 6
+    for skip in (1, 2, 3):
+        resumed = list(PretrainingLoader(stream, WorkerCollator(), 4, num_workers=2).epoch(1, skip))
+        assert [batch["rows"] for batch in resumed] == [batch["rows"] for batch in whole[skip:]]
 
 
 def test_a_mixture_needs_named_folders():

@@ -119,6 +119,8 @@ def device_views(
     count, region_size = native.shape[0], native.shape[-1]
     width, height, centre_x, centre_y, flip = view_draws(count, seed, epoch, batch_index, process_index, crop_scale)
     out_height, out_width = processor.size["height"] * largest, processor.size["width"] * largest
+    # the few numbers drawn and computed on the CPU reach the device without waiting for it: a blocking copy
+    # (or `native_extent` read back from the device) would wait for the step before this one to end
     extent = batch["native_extent"].cpu().float()
     # the crop in the region's coordinates (affine_grid's [-1, 1]), where the image fills the top-left `extent`
     rows, columns = extent[:, 0] / region_size, extent[:, 1] / region_size
@@ -131,9 +133,9 @@ def device_views(
     factor = min(MAX_SUPERSAMPLING, max(1, math.ceil(reduction)))
     # the sampling grid is built where it is used: on a GPU it is the largest tensor here
     size = [count, 1, out_height * factor, out_width * factor]
-    grid = functional.affine_grid(theta.to(native.device), size, align_corners=False)
+    grid = functional.affine_grid(theta.to(native.device, non_blocking=True), size, align_corners=False)
     # no sample beyond the centre of an image's last pixel: the zeros past its extent would darken its edges
-    centre_of_last = ((2 * extent - 1) / region_size - 1).flip(-1).to(native.device)
+    centre_of_last = ((2 * extent - 1) / region_size - 1).flip(-1).to(native.device, non_blocking=True)
     grid = grid.clamp_(min=1 / region_size - 1)
     grid = torch.minimum(grid, centre_of_last[:, None, None, :])
     # read as int16 and widened: casts from uint16, a type with little kernel support, are left to no device

@@ -2,6 +2,9 @@
 a mixture or parquet files, sharded across processes and shuffled from seeds, so that a resumed run repeats a straight
 one exactly. The views are made by the collators of `views.py`; the models are built in `presets.py`."""
 
+import itertools
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -96,14 +99,18 @@ def as_collated(batch: dict) -> dict:
 
 
 class PretrainingLoader:
-    """This process's batches, epoch by epoch (`epoch(epoch, skip)`: the epoch's batches, the first `skip` left out):
+    """This process's batches (`batches(epoch, skip)`, epoch after epoch, or `epoch(epoch, skip)`, one epoch's):
     the dataset shuffled by (the collator's seed, epoch), split across processes and collated (`views.py`'s
     collators, or `NativeRegionCollator`; the collator's `epoch` is set for its draws).
 
     A map-style dataset gives every process the same number of full batches, and one DataLoader reads it for the
     whole run: its workers persist across epochs, so that a small dataset trained for many epochs does not wait for
     new workers every epoch. A streamed one gives each process its part of the stream (whole shards when they divide
-    evenly), read by a new DataLoader each epoch."""
+    evenly), read by a new DataLoader each epoch.
+
+    With `read_ahead` (training on a GPU), a thread reads the next `batches` while the caller trains on this one: a
+    training step waits on the device (for its loss and gradient norm checks), and without workers the loading would
+    otherwise add to every step's time."""
 
     def __init__(
         self,
@@ -115,8 +122,10 @@ class PretrainingLoader:
         shuffle_buffer_size: int = 1000,
         num_workers: int = 0,
         pin_memory: bool = False,
+        read_ahead: bool = False,
     ):
-        self.dataset, self.collator, self.batch_size = dataset, collator, batch_size
+        self.dataset, self.collator, self.batch_size, self.read_ahead = dataset, collator, batch_size, read_ahead
+        self.reading: Iterator | None = None
         self.process_index, self.num_processes = process_index, num_processes
         self.shuffle_buffer_size = shuffle_buffer_size
         self.loading = {"num_workers": num_workers, "pin_memory": pin_memory}
@@ -126,19 +135,43 @@ class PretrainingLoader:
                                      collate_fn=as_collated, persistent_workers=num_workers > 0,
                                      **self.loading)  # fmt: skip
 
+    def batches(self, epoch: int = 0, skip: int = 0) -> Iterator[tuple[int, int, BatchFeature]]:
+        """(epoch, index in the epoch, batch) of every batch from `epoch`'s after the first `skip` (those a resumed run
+        has trained on), epoch after epoch without end; with `read_ahead`, read ahead across epochs too."""
+        batches = self.batches_from(epoch, skip)
+        if self.read_ahead:
+            if self.reading is not None:  # batches left unread: their thread must let go of the loader first
+                self.reading.close()
+            batches = self.reading = read_ahead(batches)
+        return batches
+
+    def batches_from(self, epoch: int, skip: int) -> Iterator[tuple[int, int, BatchFeature]]:
+        while True:
+            produced = False
+            for index, batch in enumerate(self.epoch(epoch, skip), start=skip):
+                produced = True
+                yield epoch, index, batch
+            if not produced and skip == 0:
+                raise ValueError(f"Process {self.process_index} got no batch of {self.batch_size} in epoch {epoch}.")
+            epoch, skip = epoch + 1, 0
+
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[BatchFeature]:
-        """The batches of `epoch`, the first `skip` (those a resumed run has trained on) left out."""
+        """The batches of `epoch`, the first `skip` left out."""
         seed = self.collator.seed
         if isinstance(self.dataset, datasets.IterableDataset):
             shuffled = self.dataset.shuffle(seed=seed, buffer_size=self.shuffle_buffer_size)
-            rows_to_skip = skip * self.batch_size
+            # datasets skips rows within each loader worker, whose batches the loader then takes in turns: with
+            # workers, the batches a resumed run has trained on are read again and left out
+            batches_to_skip = skip if self.loading["num_workers"] else 0
+            rows_to_skip = (skip - batches_to_skip) * self.batch_size
             if shuffled.num_shards % self.num_processes:  # split row by row: datasets skips rows of the whole stream
                 rows_to_skip *= self.num_processes
             shard = split_dataset_by_node(shuffled, self.process_index, self.num_processes).skip(rows_to_skip)
             shard.set_epoch(epoch)
             self.collator.epoch = epoch
-            return iter(DataLoader(shard, batch_size=self.batch_size, collate_fn=self.collator, drop_last=True,
-                                   **self.loading))  # fmt: skip
+            loader = DataLoader(shard, batch_size=self.batch_size, collate_fn=self.collator, drop_last=True,
+                                **self.loading)  # fmt: skip
+            return itertools.islice(loader, batches_to_skip, None)
         # datasets' `shuffle(seed)` order, cut to whole batches and split into contiguous blocks as
         # `split_dataset_by_node` splits a map-style dataset
         per_process = batches_per_epoch(self.dataset, self.batch_size, self.num_processes) * self.batch_size
@@ -147,6 +180,47 @@ class PretrainingLoader:
         self.keys[:] = [(epoch, shard[start : start + self.batch_size])
                         for start in range(skip * self.batch_size, per_process, self.batch_size)]  # fmt: skip
         return iter(self.loader)
+
+
+def read_ahead(batches: Iterator, depth: int = 2) -> Iterator:
+    """`batches`, up to `depth` of them read ahead by a thread. The loading overlaps what the caller does while it
+    waits with the GIL released (a GPU's steps); numpy's and torch's copies release it too. The thread works on the
+    caller's accelerator device, where pinned memory is allocated; an error in it is raised in the caller, and the
+    thread stops once the caller stops iterating (or closes the iterator)."""
+    device = torch.accelerator.current_device_index() if torch.accelerator.is_available() else None
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stopped, end = threading.Event(), object()
+
+    def hand_over(item) -> bool:
+        while not stopped.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def load() -> None:
+        if device is not None:
+            torch.accelerator.set_device_index(device)
+        try:
+            for batch in batches:
+                if not hand_over(batch):
+                    return
+            hand_over(end)
+        except Exception as error:
+            hand_over(error)
+
+    thread = threading.Thread(target=load, name="read_ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not end:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stopped.set()
+        thread.join()
 
 
 __all__ = ["PretrainingLoader", "batches_per_epoch", "pretraining_dataset"]

@@ -178,7 +178,7 @@ def raw_crops(side: int, count: int, folder: str) -> datasets.Dataset:
     rows = {"pixels": [crops[index % 16] for index in range(count)], "height": [side] * count, "width": [side] * count}
     path = str(Path(folder) / "crops.parquet")
     datasets.Dataset.from_dict(rows, features=datasets.Features(RAW_PIXEL_FEATURES)).to_parquet(path)
-    return datasets.load_dataset("parquet", data_files=path, split="train")
+    return datasets.load_dataset("parquet", data_files=path, split="train", cache_dir=str(Path(folder) / "cache"))
 
 
 def feed_sizes(dry_run: bool) -> tuple[int, int, int]:
@@ -235,7 +235,7 @@ def measure_pretraining(dry_run: bool, folder: str, training_images_per_s: float
                 ["--model_config", "vit-micro" if dry_run else "vit-base", "--dataset", folder, "--augment_on_device",
                  "--native_region_size", str(side), "--per_device_train_batch_size", str(batch),
                  "--max_steps", str(max_steps), "--save_steps", str(max_steps), "--output_dir", output_dir,
-                 "--report_to", "none"]
+                 "--cache_dir", str(Path(folder) / "cache"), "--probe_dataset", "none", "--report_to", "none"]
             )  # fmt: skip
         seconds.append(progress["train_seconds"])
     rate = batch * (steps[1] - steps[0]) / (seconds[2] - seconds[1])

@@ -139,10 +139,12 @@ def main() -> None:
             path = Path(folder) / f"crops-{side}.parquet"
             images = phantom_crops([(side, side)] * args.images)
             datasets.Dataset.from_dict({"image": images}, features=features).to_parquet(str(path))
-            stored = {"png": datasets.load_dataset("parquet", data_files=str(path), split="train").cast(features)}
+            # datasets' cache (the Arrow copies, the cast, the raw pixels) goes with the crops, not to ~/.cache
+            stored = {"png": datasets.load_dataset("parquet", data_files=str(path), split="train",
+                                                   cache_dir=folder).cast(features)}  # fmt: skip
             to_raw_pixels(stored["png"]).to_parquet(str(path.with_suffix(".raw.parquet")))
             stored["raw"] = datasets.load_dataset("parquet", data_files=str(path.with_suffix(".raw.parquet")),
-                                                  split="train")  # fmt: skip
+                                                  split="train", cache_dir=folder)  # fmt: skip
             for name, (collator, image_format) in collators(side).items():
                 if args.paths and name not in args.paths:
                     continue

@@ -402,6 +402,27 @@ def test_a_stream_over_two_processes_resumes_exactly(num_images, rows_per_shard,
     assert_same_weights(tmp_path / "resumed", tmp_path / "straight")
 
 
+def test_a_stream_read_by_loader_workers_resumes_exactly(tmp_path):
+    """datasets skips a stream's rows within each loader worker; a run resumed mid-epoch with two workers still ends
+    with the weights of a straight one."""
+    parquet = parquet_shards(tmp_path / "parquet", num_images=8, rows_per_shard=3)
+    config_dir = tiny_config_dir(tmp_path / "config")
+
+    def run(output_dir: Path, *extra: str) -> dict:
+        return pretrain.main(
+            ["--model_config", str(config_dir), "--dataset", str(parquet), "--streaming", "--shuffle_buffer_size", "4",
+             "--dataloader_num_workers", "2", "--output_dir", str(output_dir), "--cache_dir", str(tmp_path / "cache"),
+             "--per_device_train_batch_size", "2", "--max_steps", "5", "--save_steps", "3", "--learning_rate", "1e-3",
+             "--report_to", "none", *extra]
+        )  # fmt: skip
+
+    straight = run(tmp_path / "straight")
+    progress = json.loads((tmp_path / "straight" / "checkpoints" / "checkpoint-3" / "progress.json").read_text())
+    assert progress["process_positions"] == [[0, 3]] and straight["epoch"] == 1  # resumed mid-epoch, into the next
+    resume_from_a_copy(run, tmp_path / "straight", tmp_path / "resumed", "checkpoint-3")
+    assert_same_weights(tmp_path / "resumed", tmp_path / "straight")
+
+
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory) -> tuple[Path, Path]:
     """Three steps on two CPU processes through `accelerate launch` (DDP), checkpoints at 2 and 3."""

@@ -152,7 +152,10 @@ class PretrainingLoader:
                 produced = True
                 yield epoch, index, batch
             if not produced and skip == 0:
-                raise ValueError(f"Process {self.process_index} got no batch of {self.batch_size} in epoch {epoch}.")
+                raise ValueError(
+                    f"Process {self.process_index} got no batch of {self.batch_size} in epoch {epoch}: its part of the "
+                    "data holds fewer rows than a batch."
+                )
             epoch, skip = epoch + 1, 0
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[BatchFeature]:

@@ -150,15 +150,15 @@ def test_loader_workers_persist_across_epochs_and_collate_each_with_its_epoch():
 
 
 class CountingCollator(WorkerCollator):
-    """Counts the batches it has collated; fails on a batch holding `failing_row`."""
+    """Counts the batches it has collated; raises `failure` on a batch holding row 0."""
 
-    def __init__(self, failing_row: int | None = None):
-        self.collated, self.failing_row = 0, failing_row
+    def __init__(self, failure: BaseException | None = None):
+        self.collated, self.failure = 0, failure
 
     def __call__(self, rows: list[dict]) -> dict:
         self.collated += 1
-        if any(row["row"] == self.failing_row for row in rows):
-            raise OSError(f"row {self.failing_row} is unreadable")
+        if self.failure is not None and any(row["row"] == 0 for row in rows):
+            raise self.failure
         return super().__call__(rows)
 
 
@@ -202,10 +202,11 @@ def test_reading_ahead_loads_while_the_caller_waits_and_raises_its_errors_in_the
     assert collator.collated == 4 and len(read_ahead_threads()) == 1
     batches.close()
     assert not read_ahead_threads() and collator.collated == 4
-    failing = PretrainingLoader(numbered_rows(40), CountingCollator(failing_row=0), 4, read_ahead=True)
-    with pytest.raises(OSError, match="row 0 is unreadable"):
-        list(itertools.islice(failing.batches(), 20))
-    assert not read_ahead_threads()
+    for failure in (OSError("row 0 is unreadable"), SystemExit("the loading thread was told to exit")):
+        failing = PretrainingLoader(numbered_rows(40), CountingCollator(failure), 4, read_ahead=True)
+        with pytest.raises(type(failure), match=str(failure)):
+            list(itertools.islice(failing.batches(), 20))
+        assert not read_ahead_threads()
 
 
 def test_a_process_whose_part_of_a_stream_holds_no_batch_is_told_so():

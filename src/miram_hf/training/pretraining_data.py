@@ -211,14 +211,14 @@ def read_ahead(batches: Iterator, depth: int = 2) -> Iterator:
                 if not hand_over(batch):
                     return
             hand_over(end)
-        except Exception as error:
+        except BaseException as error:  # whatever ends the thread ends the caller's loop, never leaves it waiting
             hand_over(error)
 
     thread = threading.Thread(target=load, name="read_ahead", daemon=True)
     thread.start()
     try:
         while (item := ready.get()) is not end:
-            if isinstance(item, Exception):
+            if isinstance(item, BaseException):
                 raise item
             yield item
     finally:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The prepared GPU check (bench/gpu_check.py): throughput and MFU of MIRAM and ViTMAE, the 2x decoder's attention
-# memory and time, bf16 against fp32. At most about 8 minutes on one GPU; results in bench/results/gpu_<device>.json
-# and a table to paste into bench/README.md. Without a GPU it says so and runs every part on the CPU at toy sizes.
+# memory and time, bf16 against fp32, the loader's feed rate and pretrain.py's own images/s. At most about 8 minutes
+# on one GPU; results in bench/results/gpu_<device>.json and a table to paste into bench/README.md. Without a GPU it
+# says so and runs every part on the CPU at toy sizes.
 #   bash bench/gpu_check.sh [--output DIR]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"

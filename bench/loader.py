@@ -8,7 +8,9 @@ collator:
 - `miram_raw`: `miram` from raw 16-bit pixels (`prepare_data.py --image_format raw`): no PNG decode;
 - `miram_device`: the loader's part of `pretrain.py --augment_on_device`, from raw pixels: a native region of each crop
   (`NativeRegionCollator`, regions the crops' size, read as Arrow slices). The crop, flip and resizes then run on the
-  training device (`device_views`); their cost on this CPU is reported apart ("device part"), as a GPU does it.
+  training device (`device_views`); their cost on this CPU is reported apart ("device part"), as a GPU does it. How
+  much of a stand-in GPU step's time the main process's reading ahead fills with loading is measured too
+  (`read_ahead_gain`).
 
 The crops are phantom breast tissue at 256, 512 and 1024 px (16-bit PNG in parquet, as prepare_data.py writes them by
 default, or raw).

@@ -18,7 +18,7 @@ def mask_noise(
     batch, _, height, width = pixel_values.shape
     generator = torch.Generator().manual_seed(derived_seed(seed, step, process_index, micro_batch))
     noise = torch.rand(batch, (height // patch_size) * (width // patch_size), generator=generator)
-    return noise.to(pixel_values.device)
+    return noise.to(pixel_values.device, non_blocking=True)  # a blocking copy would wait for the device's queue
 
 
 __all__ = ["derived_seed", "mask_noise"]

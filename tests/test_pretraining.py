@@ -180,15 +180,21 @@ def test_batches_run_on_across_epochs_and_reading_them_ahead_gives_the_same(work
                     for index, batch in enumerate(straight.epoch(epoch, skip), start=skip)]  # fmt: skip
         assert batch_rows(straight.batches(1, skip=2), 16) == expected and len(expected) == 16
         ahead = PretrainingLoader(data, WorkerCollator(), 4, num_workers=workers, read_ahead=True)
-        assert batch_rows(ahead.batches(1, skip=2), 16) == expected
-        # batches left unread: their thread stops before new batches read the same loader
-        left = ahead.batches(0)
-        assert batch_rows(left, 1) == batch_rows(straight.batches(0), 1) and len(read_ahead_threads()) == 1
-        again = ahead.batches(1, skip=2)
+        reader = ahead.batches(1, skip=2)
+        assert batch_rows(reader, 16) == expected and len(read_ahead_threads()) == 1
+        reader.close()  # batches that run on without end stop when closed, their thread too
         assert not read_ahead_threads()
-        assert batch_rows(again, 16) == expected
-        again.close()
-        assert not read_ahead_threads()
+        # batches left unread end when new ones are asked for (their thread first): they share the loader
+        first_of_epoch_0 = batch_rows(straight.batches(0), 1)
+        for loader in (straight, ahead):
+            left = loader.batches(0)
+            assert batch_rows(left, 1) == first_of_epoch_0
+            assert len(read_ahead_threads()) == (loader is ahead)
+            again = loader.batches(1, skip=2)
+            assert not read_ahead_threads() and next(left, None) is None
+            assert batch_rows(again, 16) == expected
+            again.close()
+            assert not read_ahead_threads()
 
 
 def test_reading_ahead_loads_while_the_caller_waits_and_raises_its_errors_in_the_caller():

@@ -125,7 +125,7 @@ class PretrainingLoader:
         read_ahead: bool = False,
     ):
         self.dataset, self.collator, self.batch_size, self.read_ahead = dataset, collator, batch_size, read_ahead
-        self.reading: Iterator | None = None
+        self.reader: Iterator | None = None
         self.process_index, self.num_processes = process_index, num_processes
         self.shuffle_buffer_size = shuffle_buffer_size
         self.loading = {"num_workers": num_workers, "pin_memory": pin_memory}
@@ -137,13 +137,14 @@ class PretrainingLoader:
 
     def batches(self, epoch: int = 0, skip: int = 0) -> Iterator[tuple[int, int, BatchFeature]]:
         """(epoch, index in the epoch, batch) of every batch from `epoch`'s after the first `skip` (those a resumed run
-        has trained on), epoch after epoch without end; with `read_ahead`, read ahead across epochs too."""
-        batches = self.batches_from(epoch, skip)
+        has trained on), epoch after epoch without end; with `read_ahead`, read ahead across epochs too. The batches
+        asked for before end here: they share the loader (and a thread reading them must let go of it first)."""
+        if self.reader is not None:
+            self.reader.close()
+        self.reader = self.batches_from(epoch, skip)
         if self.read_ahead:
-            if self.reading is not None:  # batches left unread: their thread must let go of the loader first
-                self.reading.close()
-            batches = self.reading = read_ahead(batches)
-        return batches
+            self.reader = read_ahead(self.reader)
+        return self.reader
 
     def batches_from(self, epoch: int, skip: int) -> Iterator[tuple[int, int, BatchFeature]]:
         while True:

@@ -13,8 +13,9 @@
    at 112 px), and from them the loader cores that MIRAM's training rate (part 1) needs and the share of its step the
    views take. The main process reads ahead in a thread, as `pretrain.py` does on a GPU.
 5. `pretraining`: `scripts/pretrain.py --augment_on_device` itself, ViT-B/16 MIRAM [1, 2] at 112 px from part 4's
-   crops, batch 256: images/s of its steady steps (loading, views, the step and its checks), and their share of the
-   model's images/s on a fixed batch (part 1): how much of the GPU the whole pipeline keeps busy.
+   crops, batch 256, 60 steps: the median images/s of its logging windows after the first (loading, views, the step
+   and its checks), and their share of the model's images/s on a fixed batch (part 1): how much of the GPU the whole
+   pipeline keeps busy.
 
 Without a GPU, `--dry-run` runs every part on the CPU at toy sizes, so that the script is known to work before a GPU
 is at hand (the test suite does this); its numbers mean nothing.
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from loader import epoch_rate  # bench/loader.py, beside this script
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
@@ -220,26 +222,23 @@ def measure_feed_rate(device: torch.device, dry_run: bool, folder: str, training
 
 def measure_pretraining(dry_run: bool, folder: str, training_images_per_s: float) -> dict:
     """`scripts/pretrain.py --augment_on_device` itself on part 4's crops, MIRAM [1, 2] at 112 px (ViT-B/16, one
-    channel): images/s of its steady steps, loading, views, finiteness checks and all, from the training seconds of a
-    long run less those of a short one (both have the same start and end, after a first run left out), and their
-    share of the model's images/s on a fixed batch (part 1)."""
+    channel): the median images/s of its logging windows after the first (which starts the kernels), loading, views,
+    finiteness checks and all, and their share of the model's images/s on a fixed batch (part 1)."""
     spec = importlib.util.spec_from_file_location("pretrain", Path(__file__).parents[1] / "scripts" / "pretrain.py")
     pretrain = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pretrain)
     side, _, batch = feed_sizes(dry_run)
-    steps = (2, 8) if dry_run else (10, 70)
-    seconds = []
-    for max_steps in (steps[0], *steps):  # the first run starts CUDA and its kernels
-        with tempfile.TemporaryDirectory() as output_dir:
-            progress = pretrain.main(
-                ["--model_config", "vit-micro" if dry_run else "vit-base", "--dataset", folder, "--augment_on_device",
-                 "--native_region_size", str(side), "--per_device_train_batch_size", str(batch),
-                 "--max_steps", str(max_steps), "--save_steps", str(max_steps), "--output_dir", output_dir,
-                 "--cache_dir", str(Path(folder) / "cache"), "--probe_dataset", "none", "--report_to", "none"]
-            )  # fmt: skip
-        seconds.append(progress["train_seconds"])
-    rate = batch * (steps[1] - steps[0]) / (seconds[2] - seconds[1])
-    return {"batch": batch, "steps": list(steps), "train_seconds": [round(value, 3) for value in seconds[1:]],
+    steps, window = (8, 2) if dry_run else (60, 10)
+    with tempfile.TemporaryDirectory() as output_dir:
+        progress = pretrain.main(
+            ["--model_config", "vit-micro" if dry_run else "vit-base", "--dataset", folder, "--augment_on_device",
+             "--native_region_size", str(side), "--per_device_train_batch_size", str(batch), "--max_steps", str(steps),
+             "--logging_steps", str(window), "--output_dir", output_dir, "--cache_dir", str(Path(folder) / "cache"),
+             "--probe_dataset", "none", "--report_to", "none"]
+        )  # fmt: skip
+    windows = [round(entry["images_per_second"], 1) for entry in progress["throughput"]]
+    rate = float(np.median(windows[1:]))
+    return {"batch": batch, "steps": steps, "logging_steps": window, "window_images_per_s": windows,
             "images_per_s": round(rate, 1), "share_of_model_rate": round(rate / training_images_per_s, 4)}  # fmt: skip
 
 

@@ -267,7 +267,7 @@ def pretrain(
     if accelerator.is_main_process:
         probe = representation_probe(data_args.probe_label_column, seed, held_out, model, processor)
     progress = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "log_history": [], "probe_history": [],
-                "held_out_history": [], "probe_seconds": 0.0, "train_seconds": 0.0}  # fmt: skip
+                "held_out_history": [], "probe_seconds": 0.0, "train_seconds": 0.0, "throughput": []}  # fmt: skip
     if probe is not None and not checkpoint:
         run_probe(probe, model, progress, 0, accelerator)
         logger.info("Probe of the randomly initialised encoder: %s", format_probe(progress["probe_history"][0]))
@@ -336,6 +336,7 @@ def pretrain(
     stream = batches()
     model.train()
     started = time.perf_counter() - progress["train_seconds"]
+    window = (time.perf_counter(), progress["step"])  # images/s since the last log: (start, step)
     bar = tqdm(total=max_steps, initial=progress["step"], disable=not accelerator.is_local_main_process)
     while progress["step"] < max_steps:
         step = progress["step"] + 1
@@ -371,6 +372,12 @@ def pretrain(
 
         if (step % logging_steps == 0 or step == max_steps) and losses:
             loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+            # timed once the loss is on the CPU, when the device has finished the window's steps; kept apart from
+            # log_history, which a resumed run repeats exactly
+            now = time.perf_counter()
+            images_per_second = global_batch * (step - window[1]) / (now - window[0])
+            window = (now, step)
+            progress["throughput"].append({"step": step, "images_per_second": images_per_second})
             record = {
                 "step": step,
                 "epoch": progress["epoch"],
@@ -379,8 +386,8 @@ def pretrain(
             }
             record |= monitor.summary(lambda tensor: accelerator.reduce(tensor, reduction="mean"))
             progress["log_history"].append(record)
-            accelerator.log({f"train/{key}": value for key, value in record.items() if key not in ("step", "epoch")},
-                            step=step)  # fmt: skip
+            accelerator.log({f"train/{key}": value for key, value in record.items() if key not in ("step", "epoch")}
+                            | {"train/images_per_second": images_per_second}, step=step)  # fmt: skip
             bar.set_postfix(loss=f"{loss:.4f}", **({"ratio": ratios} if (ratios := format_ratios(record)) else {}))
         if step % save_steps == 0 or step == max_steps:
             # every process's (epoch, batch) place: the parts of a stream can differ in length across processes

@@ -36,8 +36,8 @@ def test_without_a_gpu_the_check_says_so_and_dry_runs_every_part(tmp_path):
     cores = miram_rate / feed["loader_images_per_s_per_core"]
     assert feed["loader_cores_for_miram"] == pytest.approx(cores, abs=1e-3) and "loader cores MIRAM" in result.stdout
     run = report["pretraining"]
-    assert run["steps"] == [2, 8] and run["train_seconds"][1] > run["train_seconds"][0] > 0
-    assert run["images_per_s"] == pytest.approx(8 * 6 / (run["train_seconds"][1] - run["train_seconds"][0]), rel=0.01)
+    assert len(run["window_images_per_s"]) == 4 and min(run["window_images_per_s"]) > 0
+    assert run["images_per_s"] == pytest.approx(sorted(run["window_images_per_s"][1:])[1], abs=0.1)
     assert "| pretrain.py --augment_on_device, batch 8: images/s" in result.stdout
 
 

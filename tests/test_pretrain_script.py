@@ -96,6 +96,10 @@ def test_resuming_at_step_3_ends_with_the_weights_of_the_straight_run(straight_r
     resumed = resume_from_a_copy(run, root / "straight", root / "resumed", "checkpoint-3")
     assert_same_weights(root / "resumed", root / "straight")
     assert resumed["log_history"] == straight["log_history"]
+    # images/s at every log, kept apart from the history: steps 1-3 restored with the checkpoint, 4-6 timed anew
+    assert [entry["step"] for entry in resumed["throughput"]] == [record["step"] for record in straight["log_history"]]
+    assert all(entry["images_per_second"] > 0 for entry in resumed["throughput"])
+    assert resumed["throughput"][:3] == straight["throughput"][:3]
     # the resumed run trained on steps 4-6 only
     assert resumed["processes"][0]["images"] == 12
 

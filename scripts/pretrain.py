@@ -406,6 +406,7 @@ def pretrain(
         if probe is not None and step % training_args.probe_steps == 0 and step < max_steps and not sharded:
             run_probe(probe, unwrapped, progress, step, accelerator)
     bar.close()
+    stream.close()  # the loader's thread and workers, and their pinned batches, are let go of before the model is saved
     progress["train_seconds"] = time.perf_counter() - started
 
     # the model folder: weights, config, remote code, processor, card, last reconstruction

@@ -181,7 +181,8 @@ def test_batches_run_on_across_epochs_and_reading_them_ahead_gives_the_same(work
         assert batch_rows(straight.batches(1, skip=2), 16) == expected and len(expected) == 16
         ahead = PretrainingLoader(data, WorkerCollator(), 4, num_workers=workers, read_ahead=True)
         reader = ahead.batches(1, skip=2)
-        assert batch_rows(reader, 16) == expected and len(read_ahead_threads()) == 1
+        # workers read ahead by themselves: the thread is for the main process's loading
+        assert batch_rows(reader, 16) == expected and len(read_ahead_threads()) == (workers == 0)
         reader.close()  # batches that run on without end stop when closed, their thread too
         assert not read_ahead_threads()
         # batches left unread end when new ones are asked for (their thread first): they share the loader
@@ -189,7 +190,7 @@ def test_batches_run_on_across_epochs_and_reading_them_ahead_gives_the_same(work
         for loader in (straight, ahead):
             left = loader.batches(0)
             assert batch_rows(left, 1) == first_of_epoch_0
-            assert len(read_ahead_threads()) == (loader is ahead)
+            assert len(read_ahead_threads()) == (loader is ahead and workers == 0)
             again = loader.batches(1, skip=2)
             assert not read_ahead_threads() and next(left, None) is None
             assert batch_rows(again, 16) == expected
@@ -208,6 +209,11 @@ def test_reading_ahead_loads_while_the_caller_waits_and_raises_its_errors_in_the
     assert collator.collated == 4 and len(read_ahead_threads()) == 1
     batches.close()
     assert not read_ahead_threads() and collator.collated == 4
+    # batches their caller lets go of without closing them stop reading as well: the loader does not keep them
+    batches = PretrainingLoader(numbered_rows(40), collator, 4, read_ahead=True).batches()
+    next(batches)
+    del batches
+    assert not read_ahead_threads()
     for failure in (OSError("row 0 is unreadable"), SystemExit("the loading thread was told to exit")):
         failing = PretrainingLoader(numbered_rows(40), CountingCollator(failure), 4, read_ahead=True)
         with pytest.raises(type(failure), match=str(failure)):
@@ -242,7 +248,7 @@ def test_the_device_path_reads_raw_pixels_as_arrow_batches_in_the_order_of_the_r
             assert all(batch["native_extent"].tolist() == [[2, 3]] * 4 for batch in batches)
 
 
-def test_a_stream_is_split_across_processes_and_skipping_resumes_it():
+def test_a_stream_is_split_across_processes_and_skipping_resumes_it(caplog):
     collator = RowCollator()
     stream = numbered_rows(24).to_iterable_dataset(num_shards=4)
     shards = [
@@ -258,6 +264,7 @@ def test_a_stream_is_split_across_processes_and_skipping_resumes_it():
     for skip in (1, 2, 3):
         resumed = list(PretrainingLoader(stream, WorkerCollator(), 4, num_workers=2).epoch(1, skip))
         assert [batch["rows"] for batch in resumed] == [batch["rows"] for batch in whole[skip:]]
+        assert f"the {skip} batches of epoch 1 trained on are read again" in caplog.text
 
 
 def test_a_mixture_needs_named_folders():

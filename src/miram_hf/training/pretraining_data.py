@@ -3,8 +3,10 @@ a mixture or parquet files, sharded across processes and shuffled from seeds, so
 one exactly. The views are made by the collators of `views.py`; the models are built in `presets.py`."""
 
 import itertools
+import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from ..data.mixtures import MIXTURES
 from ..data.raw_pixels import RAW_PIXEL_FEATURES
 from .device_views import NativeRegionCollator
 from .seeding import derived_seed
+
+logger = logging.getLogger(__name__)
 
 
 def pretraining_dataset(
@@ -108,9 +112,9 @@ class PretrainingLoader:
     new workers every epoch. A streamed one gives each process its part of the stream (whole shards when they divide
     evenly), read by a new DataLoader each epoch.
 
-    With `read_ahead` (training on a GPU), a thread reads the next `batches` while the caller trains on this one: a
-    training step waits on the device (for its loss and gradient norm checks), and without workers the loading would
-    otherwise add to every step's time."""
+    With `read_ahead` (training on a GPU) and no workers, a thread reads the next `batches` while the caller trains on
+    this one: a training step waits on the device (for its loss and gradient norm checks), and the loading would
+    otherwise add to every step's time. Workers read ahead by themselves (and are better not forked from a thread)."""
 
     def __init__(
         self,
@@ -124,8 +128,9 @@ class PretrainingLoader:
         pin_memory: bool = False,
         read_ahead: bool = False,
     ):
-        self.dataset, self.collator, self.batch_size, self.read_ahead = dataset, collator, batch_size, read_ahead
-        self.reader: Iterator | None = None
+        self.dataset, self.collator, self.batch_size = dataset, collator, batch_size
+        self.read_ahead = read_ahead and num_workers == 0
+        self.reader = None  # a weak reference to the batches last asked for: their caller owns them
         self.process_index, self.num_processes = process_index, num_processes
         self.shuffle_buffer_size = shuffle_buffer_size
         self.loading = {"num_workers": num_workers, "pin_memory": pin_memory}
@@ -139,12 +144,13 @@ class PretrainingLoader:
         """(epoch, index in the epoch, batch) of every batch from `epoch`'s after the first `skip` (those a resumed run
         has trained on), epoch after epoch without end; with `read_ahead`, read ahead across epochs too. The batches
         asked for before end here: they share the loader (and a thread reading them must let go of it first)."""
-        if self.reader is not None:
-            self.reader.close()
-        self.reader = self.batches_from(epoch, skip)
+        if self.reader is not None and (reader := self.reader()) is not None:
+            reader.close()
+        batches = self.batches_from(epoch, skip)
         if self.read_ahead:
-            self.reader = read_ahead(self.reader)
-        return self.reader
+            batches = read_ahead(batches)
+        self.reader = weakref.ref(batches)
+        return batches
 
     def batches_from(self, epoch: int, skip: int) -> Iterator[tuple[int, int, BatchFeature]]:
         while True:
@@ -164,9 +170,12 @@ class PretrainingLoader:
         seed = self.collator.seed
         if isinstance(self.dataset, datasets.IterableDataset):
             shuffled = self.dataset.shuffle(seed=seed, buffer_size=self.shuffle_buffer_size)
-            # datasets skips rows within each loader worker, whose batches the loader then takes in turns: with
+            # datasets shares a skip out among the loader workers, whose batches the loader then takes in turns: with
             # workers, the batches a resumed run has trained on are read again and left out
             batches_to_skip = skip if self.loading["num_workers"] else 0
+            if batches_to_skip:
+                logger.warning("Resuming a stream read by loader workers: the %d batches of epoch %d trained on are "
+                               "read again and left out.", batches_to_skip, epoch)  # fmt: skip
             rows_to_skip = (skip - batches_to_skip) * self.batch_size
             if shuffled.num_shards % self.num_processes:  # split row by row: datasets skips rows of the whole stream
                 rows_to_skip *= self.num_processes
@@ -205,9 +214,9 @@ def read_ahead(batches: Iterator, depth: int = 2) -> Iterator:
         return False
 
     def load() -> None:
-        if device is not None:
-            torch.accelerator.set_device_index(device)
         try:
+            if device is not None:
+                torch.accelerator.set_device_index(device)
             for batch in batches:
                 if not hand_over(batch):
                     return
@@ -225,6 +234,8 @@ def read_ahead(batches: Iterator, depth: int = 2) -> Iterator:
     finally:
         stopped.set()
         thread.join()
+        if hasattr(batches, "close"):  # lets go of the loader's iterator now, not when collected
+            batches.close()
 
 
 __all__ = ["PretrainingLoader", "batches_per_epoch", "pretraining_dataset"]

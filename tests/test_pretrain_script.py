@@ -407,8 +407,8 @@ def test_a_stream_over_two_processes_resumes_exactly(num_images, rows_per_shard,
 
 
 def test_a_stream_read_by_loader_workers_resumes_exactly(tmp_path):
-    """datasets skips a stream's rows within each loader worker; a run resumed mid-epoch with two workers still ends
-    with the weights of a straight one."""
+    """datasets shares a stream's skip out among the loader workers, whose batches come in turns; a run resumed
+    mid-epoch with two workers still ends with the weights of a straight one."""
     parquet = parquet_shards(tmp_path / "parquet", num_images=8, rows_per_shard=3)
     config_dir = tiny_config_dir(tmp_path / "config")
 

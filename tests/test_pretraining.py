@@ -258,7 +258,7 @@ def test_a_stream_is_split_across_processes_and_skipping_resumes_it(caplog):
     assert sorted(shards[0] + shards[1]) == list(range(24)) and len(shards[0]) == 12
     resumed = epoch_rows(stream, collator, 4, epoch=0, process_index=0, num_processes=2, skip=2, shuffle_buffer_size=8)
     assert resumed == shards[0][8:]
-    # read by loader workers, which datasets gives the shards in turns (and skips rows in each)
+    # read by loader workers, which datasets gives the shards in turns (sharing a skip out among them)
     whole = list(PretrainingLoader(stream, WorkerCollator(), 4, num_workers=2).epoch(1))
     assert len({batch["process"] for batch in whole}) == 2 and len(whole) == 6
     for skip in (1, 2, 3):
